@@ -1,0 +1,48 @@
+# selfanchor — two commands on a fresh machine:
+#   make run    set up what is missing, build release, solve a sample problem on the default model
+#   make test   set up what is missing, run the whole test suite on the SmolLM2 test model
+SHELL := /bin/bash
+PYTHON ?= python3
+SWIFT ?= swift
+SWIFT_TEST_FLAGS ?=
+QUESTION ?= Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $$2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?
+BIN := .build/release/selfanchor
+
+.PHONY: run test setup setup-test deps llama models models-test build build-debug clean help
+
+help:
+	@echo "make run      set up, build release, solve a sample problem on the default model"
+	@echo "make test     set up, run the test suite on the test model"
+	@echo "make setup    install system packages, llama.cpp and both models (idempotent)"
+	@echo "make build    release build of .build/release/selfanchor"
+
+run: setup build
+	$(BIN) solve --model default "$(QUESTION)"
+
+test: setup-test
+	$(SWIFT) build --build-tests $(SWIFT_TEST_FLAGS)
+	$(SWIFT) test $(SWIFT_TEST_FLAGS)
+
+setup: deps llama models
+setup-test: deps llama models-test
+
+deps:
+	@scripts/install-system-deps.sh
+
+llama: deps
+	@scripts/setup-llama.sh
+
+models:
+	@$(PYTHON) scripts/install_models.py default test
+
+models-test:
+	@$(PYTHON) scripts/install_models.py test
+
+build: deps llama
+	$(SWIFT) build -c release --product selfanchor
+
+build-debug: deps llama
+	$(SWIFT) build --product selfanchor
+
+clean:
+	rm -rf .build

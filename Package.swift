@@ -1,0 +1,64 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// llama.cpp is found through `.deps/llama`, a link that `scripts/setup-llama.sh` points at the
+// pinned llama-cpp-python install (or at $LLAMA_PREFIX): `<prefix>/include/llama.h`, `<prefix>/lib/libllama.so`.
+// The rpath names the link itself, so re-pointing it needs no manifest change.
+let llamaLib = Context.packageDirectory + "/.deps/llama/lib"
+
+let package = Package(
+    name: "selfanchor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "selfanchor", targets: ["selfanchor"]),
+        .library(name: "SelfAnchor", targets: ["SelfAnchor"]),
+        .library(name: "JSON", targets: ["JSON"]),
+        .library(name: "Llama", targets: ["Llama"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // C: jansson through pkg-config, plus a shim for its function-like macros.
+        .systemLibrary(
+            name: "CJansson",
+            pkgConfig: "jansson",
+            providers: [.apt(["libjansson-dev"])]
+        ),
+        .target(name: "CJanssonShim", dependencies: ["CJansson"]),
+        // C: llama.cpp's public header and libllama.
+        .systemLibrary(name: "CLlama"),
+
+        // Swift value API over jansson: parse and write JSON.
+        .target(
+            name: "JSON",
+            dependencies: [
+                "CJansson", "CJanssonShim",
+                .product(name: "Collections", package: "swift-collections"),
+            ]
+        ),
+        // Owns llama.cpp's model, context, batch and sampler handles.
+        .target(
+            name: "Llama",
+            dependencies: ["CLlama"],
+            linkerSettings: [
+                .unsafeFlags(["-L" + llamaLib, "-Xlinker", "-rpath", "-Xlinker", llamaLib])
+            ]
+        ),
+        // The Self-Anchor decoder, SPA steering, baselines, step parsing and answer extraction.
+        .target(name: "SelfAnchor", dependencies: ["Llama", "JSON"]),
+        // The command line.
+        .executableTarget(
+            name: "selfanchor",
+            dependencies: [
+                "SelfAnchor", "JSON", "Llama",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "JSONTests", dependencies: ["JSON"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama"]),
+        .testTarget(name: "SelfAnchorTests", dependencies: ["SelfAnchor", "Llama", "JSON"]),
+    ]
+)

@@ -1,0 +1,80 @@
+import CLlama
+
+/// How the next token is chosen from logits.
+public struct SamplingOptions: Sendable, Equatable {
+    /// 0 picks the most likely token (greedy); above 0 samples from the tempered distribution.
+    public var temperature: Float = 0
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches `topP` (1 keeps all).
+    public var topP: Float = 1
+    /// Keep only the `topK` most likely tokens (0 keeps all).
+    public var topK: Int32 = 0
+    /// Seed of the random draw, for reproducible sampling.
+    public var seed: UInt32 = 0
+
+    public init(temperature: Float = 0, topP: Float = 1, topK: Int32 = 0, seed: UInt32 = 0) {
+        self.temperature = temperature
+        self.topP = topP
+        self.topK = topK
+        self.seed = seed
+    }
+
+    public var isGreedy: Bool { temperature <= 0 }
+}
+
+/// A llama.cpp sampler chain (top-k → top-p → temperature → seeded draw, or greedy).
+///
+/// Owns the chain handle (freed in `deinit`). It samples from any logits array, which is how steered
+/// logits (not the context's own) are sampled with llama.cpp's samplers.
+public final class LlamaSampler {
+    let pointer: UnsafeMutablePointer<llama_sampler>
+    public let options: SamplingOptions
+    private var candidates: [llama_token_data] = []
+
+    public init(options: SamplingOptions = SamplingOptions()) {
+        var params = llama_sampler_chain_default_params()
+        params.no_perf = true
+        pointer = llama_sampler_chain_init(params)
+        self.options = options
+        if options.isGreedy {
+            llama_sampler_chain_add(pointer, llama_sampler_init_greedy())
+        } else {
+            if options.topK > 0 { llama_sampler_chain_add(pointer, llama_sampler_init_top_k(options.topK)) }
+            if options.topP < 1 { llama_sampler_chain_add(pointer, llama_sampler_init_top_p(options.topP, 1)) }
+            llama_sampler_chain_add(pointer, llama_sampler_init_temp(options.temperature))
+            llama_sampler_chain_add(pointer, llama_sampler_init_dist(options.seed))
+        }
+    }
+
+    deinit {
+        llama_sampler_free(pointer)
+    }
+
+    /// Chooses a token from a full-vocabulary logits array.
+    public func sample(_ logits: UnsafeBufferPointer<Float>) -> LlamaToken {
+        if options.isGreedy { return Self.argmax(logits) }
+        if candidates.count != logits.count {
+            candidates = (0..<logits.count).map { llama_token_data(id: LlamaToken($0), logit: 0, p: 0) }
+        }
+        for index in 0..<logits.count {
+            candidates[index].id = LlamaToken(index)
+            candidates[index].logit = logits[index]
+            candidates[index].p = 0
+        }
+        return candidates.withUnsafeMutableBufferPointer { buffer in
+            var array = llama_token_data_array(data: buffer.baseAddress, size: buffer.count, selected: -1, sorted: false)
+            llama_sampler_apply(pointer, &array)
+            return array.data[Int(array.selected)].id
+        }
+    }
+
+    /// The index of the largest logit (ties: the lowest index), as llama.cpp's greedy sampler picks.
+    public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> LlamaToken {
+        var best = 0
+        var bestValue = -Float.infinity
+        for index in 0..<logits.count where logits[index] > bestValue {
+            bestValue = logits[index]
+            best = index
+        }
+        return LlamaToken(best)
+    }
+}

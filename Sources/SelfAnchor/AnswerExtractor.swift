@@ -1,0 +1,185 @@
+/// What kind of answer a question wants, which decides how it is read out of the model's text and
+/// compared with a reference.
+public enum TaskType: String, Sendable, CaseIterable {
+    /// A number (GSM8K): thousands separators, currency, fractions and decimals handled.
+    case number
+    /// An option letter A–E (ARC, CommonsenseQA, AQuA).
+    case choice
+    /// Yes or no (StrategyQA).
+    case yesno
+    /// A LaTeX expression, preferably in `\boxed{}` (MATH).
+    case math
+    /// Free text: whatever follows `Answer:`.
+    case text
+
+    /// The sentence the prompts add so the answer comes out in a form the extractor reads.
+    public var answerInstruction: String {
+        switch self {
+        case .number: return "End with a final line of the form \"Answer: <number>\", giving only the number."
+        case .choice: return "End with a final line of the form \"Answer: <letter>\", giving only the option letter."
+        case .yesno: return "End with a final line of the form \"Answer: yes\" or \"Answer: no\"."
+        case .math: return "End with a final line of the form \"Answer: \\boxed{<final answer>}\"."
+        case .text: return "End with a final line of the form \"Answer: <final answer>\"."
+        }
+    }
+}
+
+/// Reads the final answer out of generated text, per task type, and compares answers.
+public enum AnswerExtractor {
+    /// The extracted answer in canonical form ("18", "0.75", "B", "yes", "\frac{1}{2}"), or nil.
+    public static func extract(_ text: String, task: TaskType) -> String? {
+        let tail = textAfterLastAnswerMarker(text)
+        switch task {
+        case .number:
+            if let tail, let number = lastNumber(in: tail) { return number }
+            return lastNumber(in: text)
+        case .choice:
+            if let tail, let letter = firstChoiceLetter(in: tail) { return letter }
+            return lastExplicitChoice(in: text)
+        case .yesno:
+            if let tail, let word = yesNo(in: tail, first: true) { return word }
+            return yesNo(in: text, first: false)
+        case .math:
+            if let boxed = lastBoxed(in: text) { return boxed }
+            guard let tail else { return nil }
+            let stripped = tail.trimmingSpaces.trimmingCharacters("$.")
+            return stripped.isEmpty ? nil : stripped
+        case .text:
+            guard let tail else { return nil }
+            let line = tail.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? tail
+            let trimmed = line.trimmingSpaces
+            return trimmed.isEmpty ? nil : trimmed
+        }
+    }
+
+    /// Whether an extracted answer matches the reference for the task.
+    public static func matches(_ extracted: String?, reference: String, task: TaskType) -> Bool {
+        guard let extracted else { return false }
+        switch task {
+        case .number:
+            guard let a = numericValue(extracted), let b = numericValue(lastNumber(in: reference) ?? reference) else {
+                return false
+            }
+            return abs(a - b) <= 1e-6 * max(1, abs(b))
+        case .choice:
+            return extracted.uppercased() == reference.trimmingSpaces.uppercased()
+        case .yesno:
+            return yesNo(in: extracted, first: true) == yesNo(in: reference, first: true)
+        case .math:
+            return MathNormalizer.equivalent(extracted, reference)
+        case .text:
+            return extracted.trimmingSpaces.lowercased() == reference.trimmingSpaces.lowercased()
+        }
+    }
+
+    // MARK: Pieces
+
+    /// The text after the last "Answer:" (any case, optional markdown bold), nil when there is none.
+    nonisolated(unsafe) private static let answerMarker = try! Regex(#"(?i)answer\s*:"#)
+    nonisolated(unsafe) private static let answerIsMarker = try! Regex(#"(?i)answer\s+is\b"#)
+
+    static func textAfterLastAnswerMarker(_ text: String) -> String? {
+        guard let match = text.matches(of: answerMarker).last ?? text.matches(of: answerIsMarker).last else {
+            return nil
+        }
+        var tail = text[match.range.upperBound...]
+        while tail.first == "*" { tail.removeFirst() }
+        return String(tail)
+    }
+
+    nonisolated(unsafe) private static let numberPattern = try! Regex(
+        #"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\.\d+"#)
+
+    /// The last number in the text, in canonical form: separators and currency gone, fractions and
+    /// decimals evaluated, integral values without a fraction part.
+    static func lastNumber(in text: String) -> String? {
+        let matches = text.matches(of: numberPattern)
+        guard let last = matches.last else { return nil }
+        let raw = String(text[last.range])
+        guard let value = numericValue(raw) else { return nil }
+        return canonical(value)
+    }
+
+    /// The numeric value of "1,234.5", "$18", "-3/4", ".5".
+    static func numericValue(_ raw: String) -> Double? {
+        let cleaned = raw.filter { !",$ ".contains($0) }
+        if let slash = cleaned.firstIndex(of: "/") {
+            guard let numerator = Double(cleaned[..<slash]), let denominator = Double(cleaned[cleaned.index(after: slash)...]),
+                  denominator != 0 else { return nil }
+            return numerator / denominator
+        }
+        return Double(cleaned)
+    }
+
+    static func canonical(_ value: Double) -> String {
+        if value.rounded() == value, abs(value) < 1e15 { return String(Int64(value)) }
+        var text = String(value)
+        if text.hasSuffix(".0") { text.removeLast(2) }
+        return text
+    }
+
+    nonisolated(unsafe) private static let letterPattern = try! Regex(#"(?:^|[^A-Za-z])\(?([A-E])\)?(?![A-Za-z])"#)
+    nonisolated(unsafe) private static let explicitChoicePattern = try! Regex(
+        #"(?i:answer|option|choice)\s*(?:is|:)?\s*\(?([A-E])\)?(?![A-Za-z])"#)
+
+    static func firstChoiceLetter(in text: String) -> String? {
+        guard let match = text.firstMatch(of: letterPattern), let letter = match.output[1].substring else { return nil }
+        return String(letter)
+    }
+
+    static func lastExplicitChoice(in text: String) -> String? {
+        guard let match = text.matches(of: explicitChoicePattern).last,
+              let letter = match.output[1].substring else { return nil }
+        return String(letter)
+    }
+
+    nonisolated(unsafe) private static let yesNoPattern = try! Regex(#"(?i)\b(yes|no|true|false)\b"#)
+
+    static func yesNo(in text: String, first: Bool) -> String? {
+        let matches = text.matches(of: yesNoPattern)
+        guard let match = first ? matches.first : matches.last, let word = match.output[1].substring else { return nil }
+        switch word.lowercased() {
+        case "yes", "true": return "yes"
+        default: return "no"
+        }
+    }
+
+    /// The content of the last `\boxed{…}` (or `\fbox{…}`), braces balanced.
+    static func lastBoxed(in text: String) -> String? {
+        let markers = ["\\boxed{", "\\fbox{"]
+        var best: String.Index?
+        var markerLength = 0
+        for marker in markers {
+            if let range = text.ranges(of: marker).last, best.map({ range.lowerBound > $0 }) ?? true {
+                best = range.lowerBound
+                markerLength = marker.count
+            }
+        }
+        guard let start = best else { return nil }
+        var index = text.index(start, offsetBy: markerLength)
+        let contentStart = index
+        var depth = 1
+        while index < text.endIndex {
+            switch text[index] {
+            case "{": depth += 1
+            case "}":
+                depth -= 1
+                if depth == 0 { return String(text[contentStart..<index]).trimmingSpaces }
+            default: break
+            }
+            index = text.index(after: index)
+        }
+        return nil
+    }
+}
+
+extension String {
+    var trimmingSpaces: String { trimmingCharacters(" \t\n\r") }
+
+    func trimmingCharacters(_ set: String) -> String {
+        var slice = Substring(self)
+        while let first = slice.first, set.contains(first) { slice.removeFirst() }
+        while let last = slice.last, set.contains(last) { slice.removeLast() }
+        return String(slice)
+    }
+}

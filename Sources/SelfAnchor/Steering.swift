@@ -1,0 +1,106 @@
+// The decoder's math, all in one place: SPA's logit combination, the confidence score, and the
+// confidence-scaled steering strength of Self-Anchor.
+//
+//   steered(v) = ω·real(v) + (1 − ω)·masked(v)                                  (SPA)
+//              = real(v) + (ω − 1)·(real(v) − masked(v))
+//   with modulation: steered(v) = real(v) + (ω − 1)·(real(v) − masked(v))·p_real(v)/max p_real
+//
+//   c   = n / Σ 1/p_i           harmonic mean of the real (unsteered) probabilities of the n tokens
+//                                chosen in the previous step
+//   g(c) = min(gMax, (1 − c)/(1 − cRef))      decreasing in c, bounded in [0, gMax], g(cRef) = 1
+//   ω_k = 1 + (ω_base − 1)·g(c)              low confidence → stronger steering; fixed mode: g ≡ 1
+//
+// ω = 1 leaves the real logits untouched (plain decoding); ω = 0 gives the masked logits (the model
+// without the anchor); ω > 1 amplifies what the anchor contributes.
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// How strongly, and how adaptively, the decoder steers toward the anchors.
+public struct SteeringOptions: Sendable, Equatable {
+    /// ω_base for plan lines (anchor: the question).
+    public var planOmega: Double = 1.3
+    /// ω_base for reasoning steps (anchors: the question and the current plan), and for `spa`.
+    public var stepOmega: Double = 1.3
+    /// `adaptive`: ω scaled by the previous step's confidence; `fixed`: ω = ω_base always.
+    public var mode: Mode = .adaptive
+    /// The confidence at which g = 1 (ω = ω_base).
+    public var referenceConfidence: Double = 0.8
+    /// The cap on g: ω never exceeds 1 + (ω_base − 1)·gMax.
+    public var maximumGain: Double = 1.5
+    /// Scale the steering term for each token by its real probability relative to the most likely
+    /// token (SPA's optional modulation), which keeps large ω from promoting unlikely tokens.
+    public var modulation: Bool = false
+
+    public enum Mode: String, Sendable, CaseIterable { case adaptive, fixed }
+
+    public init() {}
+
+    /// One ω for every step (`--omega 1.5`): both bases set, scaling on as configured.
+    public init(omega: Double, mode: Mode = .adaptive) {
+        planOmega = omega
+        stepOmega = omega
+        self.mode = mode
+    }
+}
+
+/// The formulas above, as functions over plain arrays so they can be tested without a model.
+public enum Steering {
+    /// g(c): the confidence gain, decreasing in c, 1 at the reference confidence, within [0, gMax].
+    public static func gain(confidence c: Double, options: SteeringOptions) -> Double {
+        guard options.mode == .adaptive, c.isFinite else { return 1 }
+        let reference = min(max(options.referenceConfidence, 0), 0.999)
+        let raw = (1 - min(max(c, 0), 1)) / (1 - reference)
+        return min(options.maximumGain, max(0, raw))
+    }
+
+    /// ω_k = 1 + (ω_base − 1)·g(c). With no previous step (`confidence` nil) ω_k = ω_base.
+    public static func omega(base: Double, confidence: Double?, options: SteeringOptions) -> Double {
+        guard let confidence else { return base }
+        return 1 + (base - 1) * gain(confidence: confidence, options: options)
+    }
+
+    /// The harmonic mean n / Σ 1/p_i of token probabilities; nil for no tokens. A zero probability
+    /// (which greedy decoding never chooses) is floored at 1e-12 so the mean stays defined.
+    public static func harmonicMean(_ probabilities: [Double]) -> Double? {
+        guard !probabilities.isEmpty else { return nil }
+        let reciprocal = probabilities.reduce(0) { $0 + 1 / max($1, 1e-12) }
+        return Double(probabilities.count) / reciprocal
+    }
+
+    /// Writes ω·real + (1−ω)·masked into `output` (all three the vocabulary's length).
+    /// Written so that ω = 1 gives `real` and ω = 0 gives `masked` exactly, bit for bit.
+    public static func combine(real: UnsafeBufferPointer<Float>, masked: UnsafeBufferPointer<Float>, omega: Double,
+                               modulation: Bool, into output: UnsafeMutableBufferPointer<Float>)
+    {
+        precondition(real.count == masked.count && output.count == real.count)
+        let w = Float(omega)
+        let rest = 1 - w
+        if !modulation {
+            for v in 0..<real.count {
+                let value = w * real[v] + rest * masked[v]
+                output[v] = value.isNaN ? real[v] : value
+            }
+            return
+        }
+        // Modulated: real + (ω−1)·(real−masked)·exp(real − max real), i.e. scaled by p(v)/max p.
+        var top = -Float.infinity
+        for v in 0..<real.count where real[v] > top { top = real[v] }
+        let strength = w - 1
+        for v in 0..<real.count {
+            let difference = min(max(real[v] - masked[v], -1e3), 1e3)
+            let value = real[v] + strength * difference * expf(real[v] - top)
+            output[v] = value.isNaN ? real[v] : value
+        }
+    }
+
+    /// The probability of `token` under softmax(logits).
+    public static func probability(of token: Int32, logits: UnsafeBufferPointer<Float>) -> Double {
+        var top = -Float.infinity
+        for value in logits where value > top { top = value }
+        var sum: Double = 0
+        for value in logits { sum += Double(expf(value - top)) }
+        return Double(expf(logits[Int(token)] - top)) / sum
+    }
+}

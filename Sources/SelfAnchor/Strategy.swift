@@ -1,0 +1,66 @@
+import Llama
+
+/// A way of prompting and decoding, selectable per request. The first four are the baselines users
+/// compare Self-Anchor against; `spa` steers any prompt toward caller-given anchors.
+public enum Strategy: String, Sendable, CaseIterable {
+    /// The question alone.
+    case plain
+    /// Zero-shot chain of thought: "Let's think step by step."
+    case cot
+    /// Plan-and-Solve+ (Wang et al., 2023), the authors' trigger.
+    case psPlus = "ps+"
+    /// Re-Reading (Xu et al., 2024): the question twice, then the CoT trigger.
+    case re2
+    /// Selective Prompt Anchoring on a prompt with caller-given anchor strings.
+    case spa
+    /// Alternating plan and reasoning lines, each steered toward its own anchors.
+    case selfAnchor = "self-anchor"
+
+    /// Whether the decoder runs a masked context beside the real one.
+    public var isSteered: Bool { self == .spa || self == .selfAnchor }
+}
+
+/// The exact prompt text of each strategy.
+public enum Prompts {
+    public static let cotTrigger = "Let's think step by step."
+    public static let psPlusTrigger =
+        "Let's first understand the problem, extract relevant variables and their corresponding numerals, and devise a plan. Then, let's carry out the plan, calculate intermediate variables (pay attention to correct numeral calculation and commonsense), solve the problem step by step, and show the answer."
+    public static let reReadPrefix = "Read the question again: "
+
+    /// The system prompt of the Self-Anchor decoder: the line format it parses and steers.
+    public static func selfAnchorSystem(task: TaskType) -> String {
+        """
+        Solve the problem by alternating short plan lines and step lines:
+        Plan 1: <the next sub-goal, in one sentence>
+        Step 1: <carry out that sub-goal, with the calculation>
+        Plan 2: ...
+        Step 2: ...
+        Continue until the problem is solved, then write the final line.
+        \(task.answerInstruction)
+        """
+    }
+
+    /// The system prompt of the baselines: only how to state the answer.
+    public static func baselineSystem(task: TaskType) -> String {
+        "You are a careful problem solver. \(task.answerInstruction)"
+    }
+
+    /// The user message of a strategy for a question.
+    public static func userMessage(strategy: Strategy, question: String) -> String {
+        switch strategy {
+        case .re2: return "Q: \(question)\n\(reReadPrefix)\(question)"
+        case .plain, .cot, .psPlus, .spa: return "Q: \(question)"
+        case .selfAnchor: return question
+        }
+    }
+
+    /// Text the assistant's turn starts with (the zero-shot trigger, as its authors placed it after "A:").
+    public static func assistantPrefix(strategy: Strategy) -> String {
+        switch strategy {
+        case .cot, .re2: return "A: \(cotTrigger)"
+        case .psPlus: return "A: \(psPlusTrigger)"
+        case .plain: return "A:"
+        case .spa, .selfAnchor: return ""
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Testing
+@testable import SelfAnchor
+
+@Suite struct NumberExtractionTests {
+    @Test(arguments: [
+        ("Step 3: 9 * 2 = 18\nAnswer: 18", "18"),
+        ("Answer: $1,234.50", "1234.5"),
+        ("Answer: 16 - 3 - 4 = 9 eggs, 9 * 2 = 18", "18"),
+        ("The total is 42 dollars.", "42"),
+        ("Answer: 3/4", "0.75"),
+        ("Answer: -7", "-7"),
+        ("answer: 1,000,000 people", "1000000"),
+        ("**Answer:** 5.0", "5"),
+        ("Answer: .5", "0.5"),
+        ("I computed 12 then 15.\nAnswer: 15.", "15"),
+        ("The answer is 70000.", "70000"),
+        ("Answer: 12.\nSome trailing words 99", "99"),
+    ])
+    func extracts(text: String, expected: String) {
+        #expect(AnswerExtractor.extract(text, task: .number) == expected)
+    }
+
+    @Test func noNumberGivesNil() {
+        #expect(AnswerExtractor.extract("Answer: I do not know", task: .number) == nil)
+        #expect(AnswerExtractor.extract("", task: .number) == nil)
+    }
+
+    @Test func comparesNumerically() {
+        #expect(AnswerExtractor.matches("18", reference: "18", task: .number))
+        #expect(AnswerExtractor.matches("18.0", reference: "18", task: .number))
+        #expect(AnswerExtractor.matches("0.75", reference: "3/4", task: .number))
+        #expect(AnswerExtractor.matches("1234.5", reference: "1,234.50", task: .number))
+        #expect(AnswerExtractor.matches("70000", reference: "He made a profit of #### 70000", task: .number))
+        #expect(!AnswerExtractor.matches("17", reference: "18", task: .number))
+        #expect(!AnswerExtractor.matches(nil, reference: "18", task: .number))
+    }
+}
+
+@Suite struct ChoiceYesNoMathTextExtractionTests {
+    @Test(arguments: [
+        ("Answer: B", "B"), ("Answer: (C) refrigerator", "C"), ("Answer: D.", "D"),
+        ("The answer is (A).", "A"), ("Reasoning...\nAnswer: E) none", "E"),
+        ("I think option C is right.", "C"),
+    ])
+    func choice(text: String, expected: String) {
+        #expect(AnswerExtractor.extract(text, task: .choice) == expected)
+    }
+
+    @Test func choiceWithoutLetterIsNil() {
+        #expect(AnswerExtractor.extract("A cat sat on the mat.", task: .choice) == nil)
+    }
+
+    @Test(arguments: [
+        ("Answer: yes", "yes"), ("Answer: No.", "no"), ("Answer: True", "yes"),
+        ("Frost is likely, so yes.", "yes"), ("Answer: no, because yes is wrong", "no"),
+    ])
+    func yesNo(text: String, expected: String) {
+        #expect(AnswerExtractor.extract(text, task: .yesno) == expected)
+    }
+
+    @Test func yesNoMatchesReferenceCase() {
+        #expect(AnswerExtractor.matches("yes", reference: "Yes", task: .yesno))
+        #expect(!AnswerExtractor.matches("no", reference: "Yes", task: .yesno))
+    }
+
+    @Test(arguments: [
+        ("so the result is \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
+        ("Answer: \\boxed{x^{2} + 1}", "x^{2} + 1"),
+        ("first \\boxed{1} then \\boxed{ 2 }", "2"),
+        ("Answer: $\\pi/2$.", "\\pi/2"),
+    ])
+    func math(text: String, expected: String) {
+        #expect(AnswerExtractor.extract(text, task: .math) == expected)
+    }
+
+    @Test func mathEquivalence() {
+        #expect(MathNormalizer.equivalent("\\dfrac{1}{2}", "\\frac{1}{2}"))
+        #expect(MathNormalizer.equivalent("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"))
+        #expect(MathNormalizer.equivalent("90^\\circ", "90"))
+        #expect(MathNormalizer.equivalent("\\text{(C)}", "(C)"))
+        #expect(MathNormalizer.equivalent("0.5", "\\frac{1}{2}"))
+        #expect(MathNormalizer.equivalent("10 cm", "10"))
+        #expect(MathNormalizer.equivalent("x = 5", "5"))
+        #expect(!MathNormalizer.equivalent("\\frac{1}{3}", "\\frac{1}{2}"))
+    }
+
+    @Test func text() {
+        #expect(AnswerExtractor.extract("Plan...\nAnswer: Paris\nmore", task: .text) == "Paris")
+        #expect(AnswerExtractor.extract("no marker", task: .text) == nil)
+    }
+}
