@@ -112,6 +112,6 @@ public final class LlamaContext: @unchecked Sendable {
     /// The largest cached position of the sequence, -1 when it is empty.
     public func lastPosition(sequence: Int32) -> Int32 { llama_memory_seq_pos_max(memory, sequence) }
 
-    /// Forgets every sequence.
-    public func clearMemory() { llama_memory_clear(memory, true) }
+    /// Forgets every sequence (the buffers are not zeroed: their cells are simply free).
+    public func clearMemory() { llama_memory_clear(memory, false) }
 }

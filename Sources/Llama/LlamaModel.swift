@@ -33,12 +33,14 @@ public final class LlamaModel: @unchecked Sendable {
     public let path: String
 
     /// Loads a GGUF file. `gpuLayers` < 0 offloads every layer when llama.cpp was built with a GPU backend.
-    public init(path: String, gpuLayers: Int32 = 0, useMmap: Bool = true) throws(LlamaError) {
+    /// `repackWeights` lets llama.cpp re-lay quantised weights for its CPU kernels (its default).
+    public init(path: String, gpuLayers: Int32 = 0, useMmap: Bool = true, repackWeights: Bool = true) throws(LlamaError) {
         LlamaBackend.initialise()
         try Self.checkGGUF(path)
         var params = llama_model_default_params()
         params.n_gpu_layers = gpuLayers
         params.load_mode = useMmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE
+        params.use_extra_bufts = repackWeights
         guard let model = llama_model_load_from_file(path, params) else { throw .loadFailed(path: path) }
         guard let vocab = llama_model_get_vocab(model) else {
             llama_model_free(model)

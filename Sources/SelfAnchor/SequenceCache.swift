@@ -22,6 +22,8 @@ final class SequenceCache {
     private(set) var cached: [[LlamaToken]]
     /// The latest next-token logits per sequence (valid for targets that asked for them).
     private(set) var logits: [[Float]]
+    /// For each sequence, the token count at which `logits` was computed (-1: stale).
+    private var logitsAt: [Int]
     /// Tokens decoded per sequence since the last `resetCounters`.
     private(set) var decodedCounts: [Int]
     /// A target shares a prefix from another sequence only when that saves at least this many tokens.
@@ -34,6 +36,7 @@ final class SequenceCache {
         cached = Array(repeating: [], count: sequences)
         logits = Array(repeating: [], count: sequences)
         decodedCounts = Array(repeating: 0, count: sequences)
+        logitsAt = Array(repeating: -1, count: sequences)
     }
 
     var sequenceCount: Int { cached.count }
@@ -44,12 +47,14 @@ final class SequenceCache {
     func invalidateAll() {
         context.clearMemory()
         cached = Array(repeating: [], count: cached.count)
+        logitsAt = Array(repeating: -1, count: cached.count)
     }
 
     /// Empties one sequence.
     func clear(_ sequence: Int32) {
         context.removeTokens(sequence: sequence)
         cached[Int(sequence)] = []
+        logitsAt[Int(sequence)] = -1
     }
 
     /// Brings every target to its token list; see the type's documentation.
@@ -70,14 +75,20 @@ final class SequenceCache {
                 let donor = bestCachedPrefix(for: target, sequence: seq)
                 if donor.sequence >= 0 && donor.length > keep + shareThreshold {
                     context.removeTokens(sequence: target.sequence)
+                    logitsAt[seq] = -1
                     context.copyTokens(from: Int32(donor.sequence), to: target.sequence, positions: 0,
                                        upTo: Int32(donor.length))
                     cached[seq] = Array(target.tokens[0..<donor.length])
                     keep = donor.length
                 }
             }
-            if target.wantsLogits && keep == target.tokens.count && keep > 0 { keep -= 1 }
+            if target.wantsLogits && keep == target.tokens.count && keep > 0 {
+                // Already there: the logits are current unless the sequence changed since they were computed.
+                if logitsAt[seq] == keep && cached[seq].count == keep { continue }
+                keep -= 1
+            }
             if keep < cached[seq].count {
+                logitsAt[seq] = -1
                 if !context.removeTokens(sequence: target.sequence, from: Int32(keep)) {
                     context.removeTokens(sequence: target.sequence)
                     cached[seq] = []
@@ -131,8 +142,14 @@ final class SequenceCache {
                 decodedCounts[Int(item.sequence)] += 1
             }
             for output in outputs {
+                let sequence = Int(output.sequence)
                 let source = context.logits(at: output.index)
-                logits[Int(output.sequence)] = Array(source)
+                if logits[sequence].count == source.count {
+                    logits[sequence].withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: source) }
+                } else {
+                    logits[sequence] = Array(source)
+                }
+                logitsAt[sequence] = cached[sequence].count
             }
             start += chunk.count
         }

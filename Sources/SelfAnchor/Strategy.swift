@@ -1,4 +1,7 @@
 import Llama
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A way of prompting and decoding, selectable per request. The first four are the baselines users
 /// compare Self-Anchor against; `spa` steers any prompt toward caller-given anchors.
@@ -29,15 +32,29 @@ public enum Prompts {
 
     /// The system prompt of the Self-Anchor decoder: the line format it parses and steers.
     public static func selfAnchorSystem(task: TaskType) -> String {
-        """
-        Solve the problem by alternating short plan lines and step lines:
-        Plan 1: <the next sub-goal, in one sentence>
-        Step 1: <carry out that sub-goal, with the calculation>
-        Plan 2: ...
-        Step 2: ...
-        Continue until the problem is solved, then write the final line.
+        if let override = getenv("SA_TUNE_SYSTEM") { return String(cString: override).replacing("\\n", with: "\n") + "\n" + task.answerInstruction }
+        return """
+        Solve the problem in short lines. Alternate a plan line, which names the next sub-goal, and a step \
+        line, which carries it out with the calculation. Do not copy the problem text.
+        Example:
+        Problem: Tom has 3 boxes with 4 pens each. He gives away 5 pens. How many pens does he have left?
+        Plan 1: Find how many pens Tom has at first.
+        Step 1: 3 boxes × 4 pens = 12 pens.
+        Plan 2: Subtract the pens he gives away.
+        Step 2: 12 − 5 = 7 pens.
+        Answer: 7
         \(task.answerInstruction)
         """
+    }
+
+    /// The real and masked conversations of the Self-Anchor decoder: the masked one has the whole
+    /// question replaced by the placeholder, the system prompt (and so the template) unchanged.
+    public static func selfAnchorMessages(question: String, task: TaskType, placeholder: String)
+        -> (real: [ChatMessage], masked: [ChatMessage])
+    {
+        let system = ChatMessage.system(selfAnchorSystem(task: task))
+        let user = userMessage(strategy: .selfAnchor, question: question)
+        return ([system, .user(user)], [system, .user(user.replacing(question, with: placeholder))])
     }
 
     /// The system prompt of the baselines: only how to state the answer.

@@ -1,0 +1,325 @@
+import Llama
+import Synchronization
+
+/// A flag another thread sets to stop a running solve. The decoder checks it before every token and
+/// llama.cpp polls it inside `llama_decode`, so a cancel takes effect within one decode step.
+public final class CancellationFlag: Sendable {
+    private let state = Atomic<Bool>(false)
+    public init() {}
+    public func cancel() { state.store(true, ordering: .relaxed) }
+    public var isCancelled: Bool { state.load(ordering: .relaxed) }
+}
+
+/// Why a solve did not produce a result.
+public enum DecoderError: Error, Sendable, CustomStringConvertible {
+    /// Stopped by its cancellation flag; what was generated until then is in `partial`.
+    case cancelled(partial: SolveResult)
+    /// The prompt alone does not fit the context.
+    case promptTooLong(tokens: Int, capacity: Int)
+    /// A request field is unusable (an anchor not in the prompt, say).
+    case invalidRequest(String)
+    case llama(LlamaError)
+
+    public var description: String {
+        switch self {
+        case .cancelled: return "cancelled"
+        case .promptTooLong(let tokens, let capacity):
+            return "the prompt has \(tokens) tokens but the context holds \(capacity)"
+        case .invalidRequest(let message): return message
+        case .llama(let error): return error.description
+        }
+    }
+}
+
+/// The resident model and its context: runs solves and steered generations one at a time.
+///
+/// Owns one `LlamaContext` whose KV cache holds three sequences per run — 0: the real context,
+/// 1: the context with the question masked, 2: with the question and the current plan masked — and
+/// keeps them between runs, so a new request re-decodes only what differs from the last one.
+public final class Engine: @unchecked Sendable {
+    public let model: LlamaModel
+    public let context: LlamaContext
+    let cache: SequenceCache
+
+    static let realSequence: Int32 = 0
+    static let questionMaskedSequence: Int32 = 1
+    static let planMaskedSequence: Int32 = 2
+
+    /// Context settings the engine uses unless told otherwise.
+    public static var defaultContextOptions: ContextOptions {
+        var options = ContextOptions()
+        options.contextSize = 4096
+        options.sequences = 4
+        options.unifiedKV = true
+        return options
+    }
+
+    public init(model: LlamaModel, options: ContextOptions = Engine.defaultContextOptions) throws(LlamaError) {
+        var options = options
+        options.sequences = max(options.sequences, 3)
+        options.unifiedKV = true
+        self.model = model
+        self.context = try LlamaContext(model: model, options: options)
+        self.cache = SequenceCache(context: context)
+    }
+
+    /// Solves a question with the request's strategy, reporting events as they happen.
+    public func solve(_ request: SolveRequest, cancellation: CancellationFlag = CancellationFlag(),
+                      onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
+    {
+        let run = DecodingRun(engine: self, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
+                              strategy: request.strategy.rawValue, question: request.question)
+        return try run.execute {
+            switch request.strategy {
+            case .selfAnchor:
+                try run.selfAnchor(request)
+            case .plain, .cot, .psPlus, .re2:
+                let messages: [ChatMessage] = [
+                    .system(Prompts.baselineSystem(task: request.task)),
+                    .user(Prompts.userMessage(strategy: request.strategy, question: request.question)),
+                ]
+                try run.freeText(messages: messages, masked: nil, assistantPrefix: Prompts.assistantPrefix(strategy: request.strategy),
+                                 omega: 1, modulation: false, maxTokens: request.maxTokens, task: request.task)
+            case .spa:
+                let messages: [ChatMessage] = [
+                    .system(Prompts.baselineSystem(task: request.task)),
+                    .user(Prompts.userMessage(strategy: .spa, question: request.question)),
+                ]
+                let anchors = request.anchors.isEmpty ? [request.question] : request.anchors
+                let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder)
+                try run.freeText(messages: messages, masked: masked, assistantPrefix: Prompts.assistantPrefix(strategy: .cot),
+                                 omega: request.steering.stepOmega, modulation: request.steering.modulation,
+                                 maxTokens: request.maxTokens, task: request.task)
+            }
+        }
+    }
+
+    /// SPA-steered generation for any conversation; unsteered when there are no anchors.
+    public func generate(_ request: GenerateRequest, cancellation: CancellationFlag = CancellationFlag(),
+                         onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
+    {
+        let run = DecodingRun(engine: self, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
+                              strategy: request.anchors.isEmpty ? "generate" : "spa",
+                              question: request.messages.last(where: { $0.role == "user" })?.content ?? "")
+        return try run.execute {
+            let masked = request.anchors.isEmpty
+                ? nil : try run.mask(request.messages, anchors: request.anchors, placeholder: request.placeholder)
+            try run.freeText(messages: request.messages, masked: masked, assistantPrefix: "", omega: request.omega,
+                             modulation: request.modulation, maxTokens: request.maxTokens, task: nil)
+        }
+    }
+}
+
+/// The state of one request while it decodes: prompts, generated tokens, text, records and timings.
+final class DecodingRun {
+    let engine: Engine
+    let model: LlamaModel
+    let cache: SequenceCache
+    let sampler: LlamaSampler
+    let cancellation: CancellationFlag
+    let emit: (DecoderEvent) -> Void
+    let clock = ContinuousClock()
+
+    var realPrompt: [LlamaToken] = []
+    var maskedPrompt: [LlamaToken] = []
+    var generated: [LlamaToken] = []
+    private var textDecoder = UTF8StreamDecoder()
+    var result: SolveResult
+    private var steered: [Float]
+    private var generationStart: ContinuousClock.Instant?
+
+    init(engine: Engine, sampling: SamplingOptions, cancellation: CancellationFlag, emit: @escaping (DecoderEvent) -> Void,
+         strategy: String, question: String)
+    {
+        self.engine = engine
+        self.model = engine.model
+        self.cache = engine.cache
+        self.sampler = LlamaSampler(options: sampling)
+        self.cancellation = cancellation
+        self.emit = emit
+        self.result = SolveResult(strategy: strategy, question: question, text: "", steps: [], answer: nil, timings: Timings())
+        self.steered = Array(repeating: 0, count: engine.model.vocabularySize)
+    }
+
+    /// Runs `body` with cancellation wired into llama_decode, turning failures into `DecoderError`s and
+    /// always finishing with the `end` event's timings.
+    func execute(_ body: () throws -> Void) throws(DecoderError) -> SolveResult {
+        engine.context.shouldAbort = { [cancellation] in cancellation.isCancelled }
+        defer { engine.context.shouldAbort = nil }
+        // Start from an empty KV cache: reused cells would change the order in which attention sums
+        // over them, and greedy decoding would no longer repeat itself exactly.
+        cache.invalidateAll()
+        cache.resetCounters()
+        do {
+            try body()
+        } catch let error as DecoderError {
+            throw error
+        } catch LlamaError.decodeAborted {
+            result.timings.stopReason = .cancelled
+        } catch StopDecoding.cancelled {
+            result.timings.stopReason = .cancelled
+        } catch let error as LlamaError {
+            throw .llama(error)
+        } catch {
+            throw .invalidRequest("\(error)")
+        }
+        finishTimings()
+        if result.timings.stopReason == .cancelled { throw .cancelled(partial: result) }
+        emit(.end(result.timings))
+        return result
+    }
+
+    private enum StopDecoding: Error { case cancelled }
+
+    func checkCancelled() throws {
+        if cancellation.isCancelled { throw StopDecoding.cancelled }
+    }
+
+    func mask(_ messages: [ChatMessage], anchors: [String], placeholder: String) throws(DecoderError) -> [ChatMessage] {
+        do {
+            return try MaskedPrompt.mask(messages, anchors: anchors, placeholder: placeholder)
+        } catch {
+            switch error {
+            case .emptyAnchor: throw .invalidRequest("anchors: an anchor is an empty string")
+            case .anchorNotFound(let anchor): throw .invalidRequest("anchors: \"\(anchor)\" does not occur in the prompt")
+            }
+        }
+    }
+
+    // MARK: Prompts and prefill
+
+    func promptTokens(_ messages: [ChatMessage], assistantPrefix: String) throws -> [LlamaToken] {
+        let text = try model.applyChatTemplate(messages) + assistantPrefix
+        return try model.tokenize(text, addSpecial: true, parseSpecial: true)
+    }
+
+    /// Decodes the prompts of the real and (if steered) masked contexts, sharing their common prefix.
+    func prefill(steered: Bool) throws {
+        let capacity = engine.context.capacity
+        let needed = realPrompt.count + (steered ? maskedPrompt.count : 0)
+        if realPrompt.count + 8 > capacity || needed > capacity {
+            throw DecoderError.promptTooLong(tokens: needed, capacity: capacity)
+        }
+        emit(.start(StartInfo(strategy: result.strategy, model: model.description, promptTokens: realPrompt.count,
+                              maskedPromptTokens: steered ? maskedPrompt.count : 0)))
+        let start = clock.now
+        var targets = [SequenceCache.Target(sequence: Engine.realSequence, tokens: realPrompt, wantsLogits: true)]
+        if steered {
+            targets.append(.init(sequence: Engine.questionMaskedSequence, tokens: maskedPrompt, wantsLogits: true))
+        }
+        try cache.sync(targets)
+        result.timings.promptN = realPrompt.count
+        result.timings.promptDecodedN = cache.decodedCounts[Int(Engine.realSequence)]
+        result.timings.promptMs = milliseconds(clock.now - start)
+        generationStart = clock.now
+    }
+
+    private func finishTimings() {
+        if let generationStart { result.timings.predictedMs = milliseconds(clock.now - generationStart) }
+        result.timings.maskedN = cache.decodedCounts.enumerated().filter { $0.offset != Int(Engine.realSequence) }
+            .reduce(0) { $0 + $1.element }
+        let tail = textDecoder.finish()
+        result.text += tail
+    }
+
+    private func milliseconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+
+    // MARK: Tokens and text
+
+    /// Picks the next token from the real logits, steered by the masked ones when ω ≠ 1.
+    /// Returns the token and its probability under the real (unsteered) distribution.
+    /// `greedy` takes the most likely steered token whatever the sampling options say.
+    func nextToken(maskedSequence: Int32?, omega: Double, modulation: Bool, greedy: Bool = false) -> (LlamaToken, Double) {
+        let real = cache.logits[Int(Engine.realSequence)]
+        return real.withUnsafeBufferPointer { realBuffer in
+            let token: LlamaToken
+            if let maskedSequence {
+                let masked = cache.logits[Int(maskedSequence)]
+                token = masked.withUnsafeBufferPointer { maskedBuffer in
+                    steered.withUnsafeMutableBufferPointer { output in
+                        Steering.combine(real: realBuffer, masked: maskedBuffer, omega: omega, modulation: modulation, into: output)
+                        let logits = UnsafeBufferPointer(output)
+                        return greedy ? LlamaSampler.argmax(logits) : sampler.sample(logits)
+                    }
+                }
+            } else {
+                token = greedy ? LlamaSampler.argmax(realBuffer) : sampler.sample(realBuffer)
+            }
+            return (token, Steering.probability(of: token, logits: realBuffer))
+        }
+    }
+
+    /// Appends a token's text to the transcript; returns the newly complete text.
+    @discardableResult
+    func appendText(_ token: LlamaToken) -> String {
+        let text = textDecoder.append(model.piece(token))
+        result.text += text
+        return text
+    }
+
+    /// Appends text the decoder itself inserts (headers), to the tokens and the transcript.
+    func insert(_ text: String) throws {
+        let tokens = try model.tokenize(text, addSpecial: false, parseSpecial: false)
+        for token in tokens {
+            generated.append(token)
+            appendText(token)
+        }
+        result.timings.insertedN += tokens.count
+    }
+
+    // MARK: Free text: plain, cot, ps+, re2, spa, generate
+
+    func freeText(messages: [ChatMessage], masked: [ChatMessage]?, assistantPrefix: String, omega: Double,
+                  modulation: Bool, maxTokens: Int, task: TaskType?) throws
+    {
+        realPrompt = try promptTokens(messages, assistantPrefix: assistantPrefix)
+        if let masked { maskedPrompt = try promptTokens(masked, assistantPrefix: assistantPrefix) }
+        try prefill(steered: masked != nil)
+        let maskedSequence: Int32? = masked == nil ? nil : Engine.questionMaskedSequence
+        while true {
+            try checkCancelled()
+            if result.timings.predictedN >= maxTokens {
+                result.timings.stopReason = .maxTokens
+                break
+            }
+            let (token, _) = nextToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation)
+            if model.isEndOfGeneration(token) { break }
+            generated.append(token)
+            result.timings.predictedN += 1
+            let text = appendText(token)
+            if !text.isEmpty { emit(.delta(section: .text, index: 0, text: text)) }
+            if result.timings.predictedN >= maxTokens {
+                result.timings.stopReason = .maxTokens
+                break
+            }
+            if !(try advance(maskedSequence: maskedSequence, maskedTokens: maskedSequence == nil ? [] : maskedPrompt + generated)) { break }
+        }
+        if let task {
+            let answerText = AnswerExtractor.textAfterLastAnswerMarker(result.text)?.trimmingSpaces ?? ""
+            let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: task), task: task)
+            result.answer = answer
+            emit(.answer(answer))
+        }
+    }
+
+    /// Decodes the newest tokens of the real context and of the given masked context in one batch.
+    /// Returns false (and records why) when the context is full.
+    func advance(maskedSequence: Int32?, maskedTokens: [LlamaToken]) throws -> Bool {
+        var targets = [SequenceCache.Target(sequence: Engine.realSequence, tokens: realPrompt + generated, wantsLogits: true)]
+        if let maskedSequence {
+            targets.append(.init(sequence: maskedSequence, tokens: maskedTokens, wantsLogits: true))
+        }
+        do {
+            try cache.sync(targets)
+            return true
+        } catch {
+            // (A `catch .decodeFailed(code: 1)` pattern here crashes Swift 6.3.1's SIL optimizer.)
+            guard error == .decodeFailed(code: 1) else { throw error }
+            result.timings.stopReason = .contextFull
+            return false
+        }
+    }
+}

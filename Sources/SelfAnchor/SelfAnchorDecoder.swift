@@ -1,0 +1,207 @@
+import Llama
+
+// The Self-Anchor decoder: the model writes alternating lines
+//
+//     Plan 1: <sub-goal>          anchor: the question Q             (masked context: sequence 1)
+//     Step 1: <carry it out>      anchors: Q and the text of plan 1  (masked context: sequence 2)
+//     Plan 2: …
+//     Answer: <final answer>      anchor: Q                          (sequence 1)
+//
+// and the decoder follows that output as it is generated. The headers are written by the decoder
+// itself at line boundaries, so a small model that drifts from the format is put back on it: after a
+// plan line comes "Step k:"; after a step line, the model's own next token decides between the next
+// plan and the answer (an end-of-generation token, or a line starting "Answer", means answer). Every
+// line is generated under SPA steering toward its anchors with ω from `Steering.omega`, scaled by the
+// confidence of the previous line. It always ends: after `maxSteps` steps it asks for the answer, and
+// near `maxTokens` it cuts the current line and asks for the answer within the remaining budget.
+
+extension DecodingRun {
+    enum Phase: Equatable {
+        case plan(Int)
+        case step(Int)
+        case answer
+    }
+
+    /// The line being generated.
+    struct Segment {
+        var phase: Phase
+        var omega: Double
+        var steeringConfidence: Double?
+        /// Index in `generated` of the first token after the header.
+        var contentStart: Int
+        var probabilities: [Double] = []
+        var text = ""
+        var isOpen = true
+    }
+
+    func selfAnchor(_ request: SolveRequest) throws {
+        let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task,
+                                                  placeholder: request.placeholder)
+        realPrompt = try promptTokens(messages.real, assistantPrefix: "")
+        maskedPrompt = try promptTokens(messages.masked, assistantPrefix: "")
+        try prefill(steered: true)
+
+        let steering = request.steering
+        let placeholderTokens = try model.tokenize(" " + request.placeholder)
+        let reserve = max(1, min(32, request.maxTokens / 4))
+        var previousConfidence: Double?
+        var planContent: Range<Int>?
+
+        func omega(for phase: Phase) -> Double {
+            switch phase {
+            case .plan, .answer: return Steering.omega(base: steering.planOmega, confidence: previousConfidence, options: steering)
+            case .step: return Steering.omega(base: steering.stepOmega, confidence: previousConfidence, options: steering)
+            }
+        }
+        func begin(_ phase: Phase) throws -> Segment {
+            switch phase {
+            case .plan(let k): try insert("Plan \(k):")
+            case .step(let k): try insert("Step \(k):")
+            case .answer: try insert("Answer:")
+            }
+            return Segment(phase: phase, omega: omega(for: phase), steeringConfidence: previousConfidence,
+                           contentStart: generated.count)
+        }
+        func end(_ segment: inout Segment) {
+            guard segment.isOpen else { return }
+            segment.isOpen = false
+            let confidence = Steering.harmonicMean(segment.probabilities)
+            if let confidence { previousConfidence = confidence }
+            let record = StepRecord(index: 0, text: segment.text.trimmingSpaces, omega: segment.omega, confidence: confidence,
+                                    steeringConfidence: segment.steeringConfidence, tokens: segment.probabilities.count)
+            switch segment.phase {
+            case .plan(let k):
+                var plan = record
+                plan.index = k
+                result.steps.append(SolveStep(plan: plan, reason: nil))
+                emit(.plan(plan))
+            case .step(let k):
+                var reason = record
+                reason.index = k
+                if let last = result.steps.last, last.reason == nil, last.plan?.index == k {
+                    result.steps[result.steps.count - 1].reason = reason
+                } else {
+                    result.steps.append(SolveStep(plan: nil, reason: reason))
+                }
+                emit(.reason(reason))
+            case .answer:
+                break
+            }
+        }
+        /// Which masked context steers the phase, and the tokens it should hold.
+        func maskedContext(_ phase: Phase) -> (Int32, [LlamaToken]) {
+            if case .step = phase, let plan = planContent, !plan.isEmpty {
+                return (Engine.planMaskedSequence,
+                        maskedPrompt + generated[..<plan.lowerBound] + placeholderTokens + generated[plan.upperBound...])
+            }
+            return (Engine.questionMaskedSequence, maskedPrompt + generated)
+        }
+        var atLineStart: Bool { result.text.isEmpty || result.text.hasSuffix("\n") }
+
+        var segment = try begin(.plan(1))
+        decoding: while true {
+            try checkCancelled()
+            let (maskedSequence, maskedTokens) = maskedContext(segment.phase)
+            guard try advance(maskedSequence: maskedSequence, maskedTokens: maskedTokens) else {
+                end(&segment)
+                break
+            }
+            let predicted = result.timings.predictedN
+            if segment.phase != .answer && predicted >= request.maxTokens - reserve {
+                // Out of budget for reasoning: close the line and ask for the answer.
+                end(&segment)
+                result.timings.stopReason = .maxTokens
+                if !atLineStart { try insert("\n") }
+                segment = try begin(.answer)
+                continue
+            }
+            if predicted >= request.maxTokens {
+                result.timings.stopReason = .maxTokens
+                end(&segment)
+                break
+            }
+            let (token, probability) = nextToken(maskedSequence: maskedSequence, omega: segment.omega,
+                                                 modulation: steering.modulation)
+            if model.isEndOfGeneration(token) {
+                end(&segment)
+                if segment.phase == .answer { break }
+                if !atLineStart { try insert("\n") }
+                segment = try begin(.answer)
+                continue
+            }
+            generated.append(token)
+            result.timings.predictedN += 1
+            segment.probabilities.append(probability)
+            let text = appendText(token)
+            let newline = text.firstIndex(of: "\n")
+            var content = newline.map { String(text[..<$0]) } ?? text
+            if segment.text.isEmpty {
+                content = String(content.drop(while: { $0 == " " || $0 == "\t" }))
+                // A line break right after the header: the content follows on the next line.
+                if newline != nil && content.isEmpty { continue }
+            }
+            if !content.isEmpty {
+                segment.text += content
+                let section: DecoderEvent.Section
+                let index: Int
+                switch segment.phase {
+                case .plan(let k): (section, index) = (.plan, k)
+                case .step(let k): (section, index) = (.reason, k)
+                case .answer: (section, index) = (.answer, 0)
+                }
+                emit(.delta(section: section, index: index, text: content))
+            }
+            guard newline != nil else { continue }
+
+            // The line is complete: choose what comes next, and close the segment unless it goes on.
+            switch segment.phase {
+            case .plan(let k):
+                end(&segment)
+                planContent = segment.contentStart..<(generated.count - 1)
+                segment = try begin(.step(k))
+            case .step(let k):
+                if k >= request.maxSteps {
+                    end(&segment)
+                    result.timings.stopReason = .maxSteps
+                    segment = try begin(.answer)
+                    continue
+                }
+                // The model's own next token, steered toward Q as plans and answers are, decides:
+                // the answer, the next plan, or more of this step on a new line.
+                guard try advance(maskedSequence: Engine.questionMaskedSequence, maskedTokens: maskedPrompt + generated) else {
+                    end(&segment)
+                    break decoding
+                }
+                let confidence = Steering.harmonicMean(segment.probabilities) ?? previousConfidence
+                let decisionOmega = Steering.omega(base: steering.planOmega, confidence: confidence, options: steering)
+                let (candidate, _) = nextToken(maskedSequence: Engine.questionMaskedSequence, omega: decisionOmega,
+                                               modulation: steering.modulation, greedy: true)
+                switch lineStart(candidate) {
+                case .continuation:
+                    segment.text += "\n"
+                    emit(.delta(section: .reason, index: k, text: "\n"))
+                case .answer:
+                    end(&segment)
+                    segment = try begin(.answer)
+                case .plan:
+                    end(&segment)
+                    segment = try begin(.plan(k + 1))
+                }
+            case .answer:
+                end(&segment)
+                break decoding
+            }
+        }
+
+        let answerText = AnswerExtractor.textAfterLastAnswerMarker(result.text)?.trimmingSpaces ?? ""
+        let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: request.task),
+                                  task: request.task)
+        result.answer = answer
+        emit(.answer(answer))
+    }
+
+    /// What a line beginning with this token is (see `StepParser.lineStart`).
+    func lineStart(_ token: LlamaToken) -> StepParser.LineStart {
+        model.isEndOfGeneration(token) ? .answer : StepParser.lineStart(model.detokenize([token]))
+    }
+}

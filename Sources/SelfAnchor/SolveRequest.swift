@@ -1,0 +1,42 @@
+import Llama
+
+/// Everything one solve needs: the question, the strategy and its knobs.
+public struct SolveRequest: Sendable {
+    public var question: String
+    public var strategy: Strategy = .selfAnchor
+    /// How the final answer is read (and which answer format the prompts ask for).
+    public var task: TaskType = .number
+    public var steering = SteeringOptions()
+    public var sampling = SamplingOptions()
+    /// The most tokens the model may generate (headers the decoder inserts do not count).
+    public var maxTokens: Int = 768
+    /// The most plan/step pairs before the decoder asks for the answer.
+    public var maxSteps: Int = 10
+    /// `spa` only: strings of the prompt to steer toward (default: the whole question).
+    public var anchors: [String] = []
+    /// What replaces anchor text in the masked context.
+    public var placeholder: String = MaskedPrompt.defaultPlaceholder
+
+    public init(question: String, strategy: Strategy = .selfAnchor, task: TaskType = .number) {
+        self.question = question
+        self.strategy = strategy
+        self.task = task
+    }
+}
+
+/// General SPA-steered generation for any conversation (code, prose), not only problem solving.
+public struct GenerateRequest: Sendable {
+    public var messages: [ChatMessage]
+    /// Strings occurring in the messages to steer toward; none means unsteered generation.
+    public var anchors: [String] = []
+    public var omega: Double = 1.3
+    public var modulation: Bool = false
+    public var sampling = SamplingOptions()
+    public var maxTokens: Int = 512
+    public var placeholder: String = MaskedPrompt.defaultPlaceholder
+
+    public init(messages: [ChatMessage], anchors: [String] = []) {
+        self.messages = messages
+        self.anchors = anchors
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Llama
+import SelfAnchor
+
+/// Options every model-using subcommand shares: which model, how to run it, how chatty llama.cpp is.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Model: 'default' (Qwen2.5-Coder-0.5B), 'test' (SmolLM2-135M), or a GGUF path.")
+    var model: String = "default"
+
+    @Option(name: .long, help: "CPU threads (0: one per core).")
+    var threads: Int = 0
+
+    @Option(name: .long, help: "Context size in tokens, shared by the real and masked contexts.")
+    var contextSize: Int = 4096
+
+    @Option(name: .long, help: "Layers to offload to a GPU (needs a GPU build of llama.cpp; -1: all).")
+    var gpuLayers: Int32 = 0
+
+    @Option(name: .long, help: "llama.cpp log level on stderr: debug, info, warning, error, none.")
+    var llamaLog: String = "error"
+
+    func validate() throws {
+        guard LlamaBackend.LogLevel.allCases.contains(where: { "\($0)" == llamaLog }) else {
+            throw ValidationError("--llama-log must be one of debug, info, warning, error, none")
+        }
+        guard contextSize >= 256 else { throw ValidationError("--context-size must be at least 256") }
+    }
+
+    /// Loads the model and creates the engine, with a message that says what to do when it fails.
+    func makeEngine() throws -> Engine {
+        LlamaBackend.initialise(logLevel: LlamaBackend.LogLevel.allCases.first { "\($0)" == llamaLog })
+        let path = ModelCatalog.path(for: model)
+        do {
+            let loaded = try LlamaModel(path: path, gpuLayers: gpuLayers)
+            var options = Engine.defaultContextOptions
+            options.contextSize = contextSize
+            options.threads = threads
+            return try Engine(model: loaded, options: options)
+        } catch .fileNotFound(let missing) where ModelCatalog.isCatalogName(model) {
+            throw CommandFailure(
+                "model '\(model)' is not installed at \(missing); install it with `make setup` "
+                    + "(or `python3 scripts/install_models.py \(model)`)")
+        } catch {
+            throw CommandFailure(error.description)
+        }
+    }
+}
+
+/// A failure reported to the user as one line on stderr, exit status 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// The `selfanchor` command line: one subcommand per job.
+@main
+struct SelfAnchorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selfanchor",
+        abstract: "Stepwise reasoning with a local model and the Self-Anchor decoder.",
+        subcommands: [SolveCommand.self, BenchCommand.self],
+        defaultSubcommand: nil
+    )
+}

@@ -1,0 +1,222 @@
+import ArgumentParser
+import JSON
+import Llama
+import SelfAnchor
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension Strategy: ExpressibleByArgument {}
+extension TaskType: ExpressibleByArgument {}
+extension SteeringOptions.Mode: ExpressibleByArgument {}
+
+/// `selfanchor solve`: one question, streamed to the terminal (or as NDJSON events with --json).
+struct SolveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "solve",
+        abstract: "Solve one question, streaming each plan and reasoning step as it is generated.",
+        discussion: """
+            Strategies: plain, cot, ps+, re2 (baselines), spa (steer toward --anchor strings, default the \
+            question), self-anchor (alternating plan and step lines, each steered toward its anchors).
+            ω per step is 1 + (ω_base − 1)·g(c), with c the previous line's confidence (see README).
+            """)
+
+    @Argument(help: "The question (or use --question-file).")
+    var question: String?
+
+    @Option(name: .long, help: "Read the question from a file ('-': standard input).")
+    var questionFile: String?
+
+    @Option(name: .long, help: "plain, cot, ps+, re2, spa or self-anchor.")
+    var strategy: Strategy = .selfAnchor
+
+    @Option(name: .long, help: "Answer type for extraction: number, choice, yesno, math, text.")
+    var task: TaskType = .number
+
+    @Option(name: .long, help: "ω_base for both plan and step lines (1: no steering).")
+    var omega: Double?
+
+    @Option(name: .long, help: "ω_base for plan lines.")
+    var planOmega: Double?
+
+    @Option(name: .long, help: "ω_base for reasoning steps (and for spa).")
+    var stepOmega: Double?
+
+    @Option(name: .long, help: "adaptive (ω scaled by the previous line's confidence) or fixed.")
+    var omegaMode: SteeringOptions.Mode = .adaptive
+
+    @Flag(name: .long, help: "Scale the steering term by each token's probability (SPA modulation).")
+    var modulation = false
+
+    @Option(name: .customLong("anchor"), help: "spa: a prompt string to steer toward (repeatable).")
+    var anchors: [String] = []
+
+    @Option(name: .long, help: "Text that replaces anchors in the masked context.")
+    var placeholder: String = MaskedPrompt.defaultPlaceholder
+
+    @Option(name: .long, help: "Most tokens to generate.")
+    var maxTokens: Int = 768
+
+    @Option(name: .long, help: "Most plan/step pairs (self-anchor).")
+    var maxSteps: Int = 10
+
+    @Option(name: .long, help: "Sampling temperature (0: greedy).")
+    var temperature: Float = 0
+
+    @Option(name: .long, help: "Nucleus sampling threshold.")
+    var topP: Float = 1
+
+    @Option(name: .long, help: "Top-k sampling (0: off).")
+    var topK: Int32 = 0
+
+    @Option(name: .long, help: "Random seed for sampling.")
+    var seed: UInt32 = 0
+
+    @Flag(name: .long, help: "Print one JSON event per line (NDJSON) instead of text.")
+    var json = false
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    func validate() throws {
+        if question == nil && questionFile == nil { throw ValidationError("give a question, or --question-file FILE ('-' for stdin)") }
+        if question != nil && questionFile != nil { throw ValidationError("give either a question or --question-file, not both") }
+        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+        guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") }
+        for value in [omega, planOmega, stepOmega].compactMap({ $0 }) where !value.isFinite {
+            throw ValidationError("ω must be a finite number")
+        }
+        guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
+        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+    }
+
+    func makeRequest(question: String) -> SolveRequest {
+        var request = SolveRequest(question: question, strategy: strategy, task: task)
+        if let omega { request.steering = SteeringOptions(omega: omega, mode: omegaMode) }
+        request.steering.mode = omegaMode
+        if let planOmega { request.steering.planOmega = planOmega }
+        if let stepOmega { request.steering.stepOmega = stepOmega }
+        request.steering.modulation = modulation
+        request.sampling = SamplingOptions(temperature: temperature, topP: topP, topK: topK, seed: seed)
+        request.maxTokens = maxTokens
+        request.maxSteps = maxSteps
+        request.anchors = anchors
+        request.placeholder = placeholder
+        return request
+    }
+
+    func run() throws {
+        let text: String
+        if let questionFile {
+            text = questionFile == "-" ? Terminal.readStandardInput() : try readFile(questionFile)
+        } else {
+            text = question ?? ""
+        }
+        let questionText = text.trimmingCharacters(in: " \n\t\r")
+        guard !questionText.isEmpty else { throw CommandFailure("the question is empty") }
+
+        let engine = try modelOptions.makeEngine()
+        let flag = CancellationFlag()
+        InterruptHandler.install(flag)
+        var renderer = EventRenderer(json: json)
+        do {
+            let result = try engine.solve(makeRequest(question: questionText), cancellation: flag) { event in
+                renderer.render(event)
+            }
+            renderer.finish(result)
+        } catch .cancelled(let partial) {
+            renderer.finish(partial)
+            Terminal.error("cancelled\n")
+            throw ExitCode(130)
+        } catch {
+            throw CommandFailure(error.description)
+        }
+    }
+
+    private func readFile(_ path: String) throws -> String {
+        guard let file = fopen(path, "rb") else {
+            throw CommandFailure("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count == 0 { break }
+            bytes.append(contentsOf: buffer[0..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var slice = Substring(self)
+        while let first = slice.first, set.contains(first) { slice.removeFirst() }
+        while let last = slice.last, set.contains(last) { slice.removeLast() }
+        return String(slice)
+    }
+}
+
+/// Ctrl-C cancels the running solve (the partial output is kept); a second Ctrl-C exits at once.
+enum InterruptHandler {
+    nonisolated(unsafe) static var flag: CancellationFlag?
+
+    static func install(_ flag: CancellationFlag) {
+        Self.flag = flag
+        signal(SIGINT) { _ in
+            if let flag = InterruptHandler.flag, !flag.isCancelled { flag.cancel() } else { _exit(130) }
+        }
+    }
+}
+
+/// Turns decoder events into terminal text (plans visibly distinct) or NDJSON lines.
+struct EventRenderer {
+    let json: Bool
+    private var section: (DecoderEvent.Section, Int)?
+
+    init(json: Bool) { self.json = json }
+
+    mutating func render(_ event: DecoderEvent) {
+        if json {
+            Terminal.write(event.jsonValue.serialized() + "\n")
+            return
+        }
+        switch event {
+        case .delta(let kind, let index, let text):
+            if section.map({ $0 != (kind, index) }) ?? true {
+                if section != nil { Terminal.write("\n") }
+                section = (kind, index)
+                switch kind {
+                case .plan: Terminal.write(Terminal.styled("Plan \(index): ", .plan))
+                case .reason: Terminal.write(Terminal.styled("Step \(index): ", .step))
+                case .answer: Terminal.write(Terminal.styled("Answer: ", .answer))
+                case .text: break
+                }
+            }
+            Terminal.write(kind == .plan ? Terminal.styled(text, .planText) : text)
+        case .answer(let answer):
+            if section != nil { Terminal.write("\n") }
+            section = nil
+            if let extracted = answer.extracted {
+                Terminal.write(Terminal.styled("⇒ \(extracted)", .answer) + "\n")
+            } else {
+                Terminal.write(Terminal.styled("⇒ (no answer found)", .dim) + "\n")
+            }
+        case .start, .plan, .reason, .end:
+            break
+        }
+    }
+
+    func finish(_ result: SolveResult) {
+        let t = result.timings
+        if json {
+            return
+        }
+        let rate = (t.predictedPerSecond * 10).rounded() / 10
+        var line = "\(t.predictedN) tokens in \(Int(t.predictedMs)) ms, \(rate) tokens/s; prompt \(t.promptN) tokens in \(Int(t.promptMs)) ms"
+        if t.maskedN > 0 { line += "; \(t.maskedN) masked-context tokens decoded" }
+        if t.stopReason != .finished { line += "; stopped: \(t.stopReason.rawValue)" }
+        Terminal.error(line + "\n")
+    }
+}

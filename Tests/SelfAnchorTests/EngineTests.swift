@@ -1,0 +1,238 @@
+import Testing
+import Llama
+@testable import SelfAnchor
+
+/// One engine on the real SmolLM2 test model, shared by the serialized suites below.
+enum TestEngine {
+    static let shared: Engine = {
+        LlamaBackend.initialise(logLevel: .error)
+        do {
+            let model = try LlamaModel(path: ModelCatalog.path(for: "test"))
+            var options = Engine.defaultContextOptions
+            options.contextSize = 2048
+            return try Engine(model: model, options: options)
+        } catch {
+            fatalError("test model: \(error) — run `make setup-test`")
+        }
+    }()
+
+    static let question = "A farmer has 12 cows and buys 7 more. Then 4 cows are sold. How many cows are left?"
+}
+
+/// Every suite that uses the shared engine runs inside this one, one test at a time: an engine
+/// decodes one request at a time.
+@Suite(.serialized) enum RealModelTests {}
+
+extension RealModelTests { @Suite struct SteeringEndpointTests {
+    let messages: [ChatMessage] = [
+        .system("Answer briefly."), .user("Question: \(TestEngine.question)\nExplain your reasoning."),
+    ]
+
+    func generate(_ messages: [ChatMessage], anchors: [String], omega: Double, maxTokens: Int = 40) throws -> SolveResult {
+        var request = GenerateRequest(messages: messages, anchors: anchors)
+        request.omega = omega
+        request.maxTokens = maxTokens
+        return try TestEngine.shared.generate(request)
+    }
+
+    @Test func omegaOneReproducesPlainDecoding() throws {
+        let steered = try generate(messages, anchors: [TestEngine.question], omega: 1)
+        let plain = try generate(messages, anchors: [], omega: 1)
+        #expect(steered.timings.maskedN > 0, "the masked context really ran")
+        #expect(plain.timings.maskedN == 0)
+        #expect(steered.timings.predictedN == plain.timings.predictedN)
+        #expect(steered.text == plain.text)
+        #expect(!plain.text.isEmpty)
+    }
+
+    @Test func omegaZeroReproducesTheMaskedContextAlone() throws {
+        let steered = try generate(messages, anchors: [TestEngine.question], omega: 0)
+        let masked = try MaskedPrompt.mask(messages, anchors: [TestEngine.question], placeholder: MaskedPrompt.defaultPlaceholder)
+        let maskedOnly = try generate(masked, anchors: [], omega: 1)
+        #expect(steered.text == maskedOnly.text)
+        // And the anchor matters: without it the model says something else.
+        let plain = try generate(messages, anchors: [], omega: 1)
+        #expect(plain.text != maskedOnly.text)
+    }
+
+    @Test func strongSteeringChangesTheOutput() throws {
+        let steered = try generate(messages, anchors: [TestEngine.question], omega: 3)
+        let plain = try generate(messages, anchors: [], omega: 1)
+        #expect(steered.text != plain.text)
+    }
+
+    @Test func anchorsMissingFromThePromptAreRejected() {
+        #expect(throws: DecoderError.self) { try generate(messages, anchors: ["not in the prompt"], omega: 2) }
+        #expect(throws: DecoderError.self) { try generate(messages, anchors: [""], omega: 2) }
+    }
+}
+}
+
+extension RealModelTests { @Suite struct MaskedContextTests {
+    @Test func questionIsReplacedAndTheTemplateIsIntactAtTokenLevel() throws {
+        let model = TestEngine.shared.model
+        let messages = Prompts.selfAnchorMessages(question: TestEngine.question, task: .number, placeholder: "[MASK]")
+        let real = try model.tokenize(model.applyChatTemplate(messages.real), addSpecial: true, parseSpecial: true)
+        let masked = try model.tokenize(model.applyChatTemplate(messages.masked), addSpecial: true, parseSpecial: true)
+        // The same control tokens, in the same order: the template is untouched.
+        #expect(real.filter(model.isControl) == masked.filter(model.isControl))
+        #expect(real.filter(model.isControl).count >= 4)
+        // The question's tokens are gone from the masked context, the placeholder's are there.
+        let questionTokens = try model.tokenize(TestEngine.question)
+        #expect(contains(real, questionTokens.dropFirst().dropLast()))
+        #expect(!contains(masked, questionTokens.dropFirst().dropLast()))
+        #expect(model.detokenize(masked, special: true).contains("[MASK]"))
+        // Everything before the question (template, system prompt) is shared token for token.
+        let shared = zip(real, masked).prefix(while: { $0 == $1 }).count
+        let systemEnd = try model.tokenize(model.applyChatTemplate([messages.real[0]], addAssistantPrefix: false),
+                                           addSpecial: true, parseSpecial: true).count
+        #expect(shared >= systemEnd)
+    }
+
+    private func contains(_ haystack: [LlamaToken], _ needle: ArraySlice<LlamaToken>) -> Bool {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return false }
+        return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+
+    @Test func maskingMergesAdjacentAnchorsAndPrefersLongerOnes() throws {
+        let messages: [ChatMessage] = [.user("alpha beta gamma")]
+        let masked = try MaskedPrompt.mask(messages, anchors: ["alpha", "beta", "alpha beta g"], placeholder: "[M]")
+        #expect(masked[0].content == "[M]amma")
+        #expect(try MaskedPrompt.mask([.user("a b c")], anchors: ["a", "b"], placeholder: "_")[0].content == "_ c")
+    }
+}
+}
+
+extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
+    func solve(_ configure: (inout SolveRequest) -> Void = { _ in }, cancellation: CancellationFlag = CancellationFlag(),
+               onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws -> SolveResult
+    {
+        var request = SolveRequest(question: TestEngine.question)
+        request.maxTokens = 160
+        request.maxSteps = 3
+        configure(&request)
+        return try TestEngine.shared.solve(request, cancellation: cancellation, onEvent: onEvent)
+    }
+
+    @Test func streamsPlansAndStepsInOrderWithOmegaAndEnd() throws {
+        nonisolated(unsafe) var events: [DecoderEvent] = []
+        let result = try solve { _ in } onEvent: { events.append($0) }
+        guard case .start = events.first else {
+            Issue.record("first event is not start")
+            return
+        }
+        guard case .end(let timings) = events.last else {
+            Issue.record("last event is not end")
+            return
+        }
+        #expect(timings == result.timings)
+        #expect(timings.maskedN > 0)
+        let order = events.compactMap { event -> String? in
+            switch event {
+            case .plan: return "plan"
+            case .reason: return "reason"
+            case .answer: return "answer"
+            default: return nil
+            }
+        }
+        #expect(order.first == "plan")
+        #expect(order.contains("reason"))
+        #expect(order.last == "answer")
+        if let firstReason = order.firstIndex(of: "reason") { #expect(firstReason > 0) }
+        for event in events {
+            if case .plan(let record) = event {
+                #expect(record.omega >= 1)
+                #expect(record.tokens > 0 ? record.confidence != nil : true)
+            }
+        }
+        #expect(result.steps.first?.plan?.index == 1)
+        #expect(result.text.hasPrefix("Plan 1:"))
+        // Deltas of a plan add up to the plan's text.
+        let planDeltas = events.compactMap { event -> String? in
+            if case .delta(.plan, 1, let text) = event { return text }
+            return nil
+        }.joined()
+        #expect(planDeltas.trimmingSpaces == result.steps.first?.plan?.text)
+    }
+
+    @Test func laterStepsHaveConfidenceScaledOmega() throws {
+        let result = try solve { $0.steering = SteeringOptions(omega: 2.0) }
+        let records = result.steps.flatMap { [$0.plan, $0.reason].compactMap { $0 } }
+        #expect(records.count >= 2)
+        #expect(records.first?.omega == 2.0)
+        for record in records.dropFirst() {
+            let expected = Steering.omega(base: 2.0, confidence: record.steeringConfidence, options: SteeringOptions(omega: 2))
+            #expect(abs(record.omega - expected) < 1e-12)
+        }
+    }
+
+    @Test func greedyOutputIsDeterministic() throws {
+        let first = try solve()
+        let second = try solve()
+        #expect(first.text == second.text)
+        #expect(first.steps == second.steps)
+    }
+
+    @Test func maxTokensIsHonoured() throws {
+        for limit in [1, 12, 40] {
+            let result = try solve { $0.maxTokens = limit; $0.maxSteps = 20 }
+            #expect(result.timings.predictedN <= limit)
+            #expect(result.answer != nil)
+        }
+        let plain = try solve { $0.strategy = .cot; $0.maxTokens = 25 }
+        #expect(plain.timings.predictedN == 25 || plain.timings.stopReason == .finished)
+        #expect(plain.timings.predictedN <= 25)
+    }
+
+    @Test func cancellationStopsWithinOneToken() throws {
+        let flag = CancellationFlag()
+        nonisolated(unsafe) var deltasAfterCancel = 0
+        nonisolated(unsafe) var cancelledAt = -1
+        nonisolated(unsafe) var seen = 0
+        do {
+            _ = try solve({ $0.maxTokens = 400 }, cancellation: flag) { event in
+                guard case .delta = event else { return }
+                seen += 1
+                if flag.isCancelled { deltasAfterCancel += 1 }
+                if seen == 5 {
+                    flag.cancel()
+                    cancelledAt = seen
+                }
+            }
+            Issue.record("a cancelled solve returned normally")
+        } catch let error as DecoderError {
+            guard case .cancelled(let partial) = error else {
+                Issue.record("unexpected error \(error)")
+                return
+            }
+            #expect(cancelledAt == 5)
+            #expect(deltasAfterCancel == 0)
+            #expect(partial.timings.stopReason == .cancelled)
+            #expect(!partial.text.isEmpty)
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        // The engine serves the next request normally.
+        #expect(try solve { $0.maxTokens = 10 }.timings.predictedN <= 10)
+    }
+
+    @Test func everyBaselineStrategyRuns() throws {
+        for strategy in [Strategy.plain, .cot, .psPlus, .re2, .spa] {
+            nonisolated(unsafe) var sawText = false
+            let result = try solve({ $0.strategy = strategy; $0.maxTokens = 24 }) { event in
+                if case .delta(.text, _, _) = event { sawText = true }
+            }
+            #expect(result.strategy == strategy.rawValue)
+            #expect(sawText)
+            #expect(result.answer != nil)
+            #expect((result.timings.maskedN > 0) == (strategy == .spa))
+        }
+    }
+
+    @Test func promptTooLongIsAClearError() {
+        let long = String(repeating: "cows and sheep and goats ", count: 800)
+        #expect(throws: DecoderError.self) { try solve { $0.question = long } }
+    }
+}
+}
+
