@@ -8,7 +8,7 @@ SWIFT_TEST_FLAGS ?=
 QUESTION ?= Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $$2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?
 BIN := .build/release/selfanchor
 
-.PHONY: run test setup setup-test deps llama models models-test build build-debug clean help
+.PHONY: run test test-protocol test-tools setup setup-test deps llama models models-test build build-debug clean help
 
 help:
 	@echo "make run      set up, build release, solve a sample problem on the default model"
@@ -19,9 +19,17 @@ help:
 run: setup build
 	$(BIN) solve --model default "$(QUESTION)"
 
-test: setup-test
+test: setup-test test-tools
 	$(SWIFT) build --build-tests $(SWIFT_TEST_FLAGS)
 	$(SWIFT) test $(SWIFT_TEST_FLAGS)
+	$(MAKE) test-protocol
+
+# Conformance: the real daemon over pipes, both framings, every message checked against Protocol/schema.
+test-protocol: test-tools
+	cd Tests/protocol && SELFANCHOR_BIN=$(CURDIR)/.build/debug/selfanchor ../../.venv/bin/python -m pytest -q
+
+test-tools: llama
+	@.venv/bin/python -c 'import pytest, jsonschema' 2>/dev/null || .venv/bin/pip install --quiet pytest jsonschema
 
 setup: deps llama models
 setup-test: deps llama models-test

@@ -18,6 +18,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C: jansson through pkg-config, plus a shim for its function-like macros.
@@ -48,17 +49,33 @@ let package = Package(
         ),
         // The Self-Anchor decoder, SPA steering, baselines, step parsing and answer extraction.
         .target(name: "SelfAnchor", dependencies: ["Llama", "JSON"]),
+        // JSON-RPC 2.0 message types (no I/O).
+        .target(name: "JSONRPC", dependencies: ["JSON"]),
+        // Frames bytes: LSP Content-Length headers or newline-delimited messages (no JSON).
+        .target(name: "JSONRPCTransport"),
+        // The selfanchor protocol's methods: params decoding and result shapes (no I/O).
+        .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON", "SelfAnchor", "Llama"]),
+        // The daemon's dispatcher: lifecycle, queue, engine thread, cancellation (no I/O).
+        .target(
+            name: "SelfAnchorServer",
+            dependencies: [
+                "SelfAnchorProtocol", "JSONRPC", "JSON", "SelfAnchor", "Llama",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The command line.
         .executableTarget(
             name: "selfanchor",
             dependencies: [
-                "SelfAnchor", "JSON", "Llama",
+                "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "SelfAnchorServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama"]),
         .testTarget(name: "SelfAnchorTests", dependencies: ["SelfAnchor", "Llama", "JSON"]),
+        .testTarget(name: "ServerTests", dependencies: ["SelfAnchorServer", "JSONRPC", "JSONRPCTransport", "JSON"]),
     ]
 )

@@ -22,6 +22,12 @@ public struct ChatMessage: Sendable, Equatable {
     }
 }
 
+/// Carries a Swift progress closure through llama.cpp's C callback.
+private final class ProgressBox {
+    let report: (Float) -> Void
+    init(_ report: @escaping (Float) -> Void) { self.report = report }
+}
+
 /// A loaded GGUF model: owns the `llama_model` handle and answers vocabulary questions.
 ///
 /// Weights are memory-mapped, so a model costs little until used and can be shared by several contexts.
@@ -34,14 +40,25 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Loads a GGUF file. `gpuLayers` < 0 offloads every layer when llama.cpp was built with a GPU backend.
     /// `repackWeights` lets llama.cpp re-lay quantised weights for its CPU kernels (its default).
-    public init(path: String, gpuLayers: Int32 = 0, useMmap: Bool = true, repackWeights: Bool = true) throws(LlamaError) {
+    /// `progress` is called with the fraction loaded (0…1) while the weights are read.
+    public init(path: String, gpuLayers: Int32 = 0, useMmap: Bool = true, repackWeights: Bool = true,
+                progress: ((Float) -> Void)? = nil) throws(LlamaError)
+    {
         LlamaBackend.initialise()
         try Self.checkGGUF(path)
         var params = llama_model_default_params()
         params.n_gpu_layers = gpuLayers
         params.load_mode = useMmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE
         params.use_extra_bufts = repackWeights
-        guard let model = llama_model_load_from_file(path, params) else { throw .loadFailed(path: path) }
+        // Always install a callback: llama.cpp's default one prints progress dots to stderr.
+        let box = ProgressBox(progress ?? { _ in })
+        params.progress_callback = { fraction, data in
+            Unmanaged<ProgressBox>.fromOpaque(data!).takeUnretainedValue().report(fraction)
+            return true
+        }
+        params.progress_callback_user_data = Unmanaged.passUnretained(box).toOpaque()
+        let loaded = withExtendedLifetime(box) { llama_model_load_from_file(path, params) }
+        guard let model = loaded else { throw .loadFailed(path: path) }
         guard let vocab = llama_model_get_vocab(model) else {
             llama_model_free(model)
             throw .loadFailed(path: path)

@@ -1,0 +1,464 @@
+import Dispatch
+import JSON
+import JSONRPC
+import Llama
+import Logging
+import SelfAnchor
+import SelfAnchorProtocol
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// How the daemon runs: which model it loads at start, its limits.
+public struct ServerOptions: Sendable {
+    /// Loaded before the first request is served; nil starts without a model.
+    public var initialModel: String? = "default"
+    public var contextSize = 4096
+    public var threads = 0
+    public var gpuLayers = 0
+    /// Requests waiting behind the running one, at most.
+    public var maxQueue = 16
+    public var maxMessageBytes = 16 << 20
+    public var limits = RequestLimits()
+    public init() {}
+}
+
+/// The selfanchor daemon's dispatcher: it receives decoded messages, answers lifecycle and control
+/// requests at once, and queues `solve`/`generate` for one engine thread. It does no I/O itself:
+/// every outgoing message goes through `output`, so the same server runs behind stdio or in-process.
+public final class Server: @unchecked Sendable {
+    public static let name = "selfanchor"
+    public static let version = "0.1.0"
+
+    private let options: ServerOptions
+    private let output: @Sendable (Message) -> Void
+    private let exitHandler: @Sendable (Int32) -> Void
+    private let logger = Logger(label: "selfanchor.server")
+    private let worker = DispatchQueue(label: "selfanchor.engine")
+    private let loader = DispatchQueue(label: "selfanchor.loader")
+    private let started = ContinuousClock.now
+
+    /// A request in the queue or running.
+    final class Job: @unchecked Sendable {
+        let id: RequestID
+        let method: String
+        let flag = CancellationFlag()
+        let enqueued = ContinuousClock.now
+        var running = false
+        var answered = false
+        init(id: RequestID, method: String) {
+            self.id = id
+            self.method = method
+        }
+    }
+
+    private struct State {
+        var initialized = false
+        var shutdownRequested = false
+        var engine: Engine?
+        var model: ModelDescription?
+        var loading = 0
+        var jobs: [Job] = []
+        var served = 0
+    }
+    private let state = Mutex(State())
+    /// Set once, from the reading thread, by `initialize`.
+    nonisolated(unsafe) private var processWatch: DispatchSourceTimer?
+
+    public init(options: ServerOptions, output: @escaping @Sendable (Message) -> Void,
+                exit: @escaping @Sendable (Int32) -> Void)
+    {
+        self.options = options
+        self.output = output
+        self.exitHandler = exit
+    }
+
+    /// Loads the initial model on the engine thread, so requests queue behind it.
+    public func start() {
+        guard let model = options.initialModel else { return }
+        state.withLock { $0.loading += 1 }
+        worker.async {
+            defer { self.state.withLock { $0.loading -= 1 } }
+            do throws(ResponseError) {
+                let (engine, description) = try self.load(ModelLoadParams(model: model, options: self.options), progress: nil)
+                self.state.withLock {
+                    $0.engine = engine
+                    $0.model = description
+                }
+                self.logger.info("model loaded: \(description.path)")
+            } catch {
+                self.logger.error("could not load the model \(model): \(error.message)")
+            }
+        }
+    }
+
+    /// Waits until every queued request has been answered (used at end of input).
+    public func drain() {
+        loader.sync {}
+        worker.sync {}
+    }
+
+    // MARK: Receiving
+
+    /// A message arrived.
+    public func receive(_ message: Message) {
+        switch message {
+        case .request(let id, let method, let params):
+            handleRequest(id: id, method: method, params: params)
+        case .notification(let method, let params):
+            handleNotification(method: method, params: params)
+        case .response, .errorResponse:
+            logger.debug("ignoring a response from the client")
+        }
+    }
+
+    /// A message could not be read; answer with an error (id null unless it could be read).
+    public func receiveInvalid(_ error: ResponseError, id: RequestID? = nil) {
+        output(.errorResponse(id: id, error: error))
+    }
+
+    private func handleNotification(method: String, params: JSONValue?) {
+        switch method {
+        case Method.exit:
+            let code: Int32 = state.withLock { $0.shutdownRequested } ? 0 : 1
+            exitHandler(code)
+        case Method.initialized:
+            break
+        case Method.cancelRequest:
+            guard let params = try? CancelParams(params) else {
+                logger.warning("ignoring $/cancelRequest without a valid id")
+                return
+            }
+            cancel(params.id)
+        default:
+            logger.debug("ignoring notification \(method)")
+        }
+    }
+
+    private func handleRequest(id: RequestID, method: String, params: JSONValue?) {
+        let (initialized, shuttingDown) = state.withLock { ($0.initialized, $0.shutdownRequested) }
+        if method == Method.initialize {
+            guard !initialized else {
+                return reply(id, error: ResponseError(code: ErrorCode.invalidRequest, message: "initialize was already received"))
+            }
+            return initialize(id: id, params: params)
+        }
+        guard initialized else {
+            return reply(id, error: ResponseError(code: ErrorCode.serverNotInitialized,
+                                                  message: "the server is not initialized: send initialize first"))
+        }
+        if shuttingDown {
+            return reply(id, error: ResponseError(code: ErrorCode.invalidRequest,
+                                                  message: "the server is shutting down: only the exit notification is accepted"))
+        }
+        do throws(ResponseError) {
+            switch method {
+            case Method.shutdown:
+                state.withLock { $0.shutdownRequested = true }
+                worker.async { self.reply(id, result: .null) }  // after everything queued before it
+            case Method.solve:
+                let params = try SolveParams(params, limits: options.limits)
+                try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runSolve(job, params) }
+            case Method.generate:
+                let params = try GenerateParams(params, limits: options.limits)
+                try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runGenerate(job, params) }
+            case Method.modelLoad:
+                try loadModel(id: id, params: ModelLoadParams(params))
+            case Method.modelInfo:
+                guard let model = state.withLock({ $0.model }) else { throw notLoaded() }
+                reply(id, result: model.jsonValue)
+            case Method.modelUnload:
+                try enqueue(id: id, method: method) { _ in
+                    let had = self.state.withLock { state in
+                        defer {
+                            state.engine = nil
+                            state.model = nil
+                        }
+                        return state.engine != nil
+                    }
+                    return ["unloaded": .bool(had)]
+                }
+            case Method.serverStatus:
+                reply(id, result: status())
+            default:
+                throw ResponseError(code: ErrorCode.methodNotFound, message: "method not found: \(method)")
+            }
+        } catch {
+            reply(id, error: error)
+        }
+    }
+
+    // MARK: Lifecycle
+
+    private func initialize(id: RequestID, params: JSONValue?) {
+        let reader: ParamsReader
+        do { reader = try ParamsReader(params) } catch { return reply(id, error: error) }
+        if let pid = reader.object["processId"], pid != .null {
+            guard let number = pid.integerValue, number > 0, number <= Int64(Int32.max) else {
+                return reply(id, error: ParamsReader.invalid("params.processId", "expected a positive integer or null, got \(pid.serialized())"))
+            }
+            watchParent(pid_t(number))
+        }
+        state.withLock { $0.initialized = true }
+        // The answer describes the model, so it waits for the start-up load (if any) to finish.
+        if state.withLock({ $0.loading > 0 }) { worker.sync {} }
+        let model = state.withLock { $0.model }
+        reply(id, result: [
+            "serverInfo": ["name": .string(Self.name), "version": .string(Self.version)],
+            "model": model?.jsonValue ?? .null,
+            "capabilities": [
+                "strategies": .array(Strategy.allCases.map { .string($0.rawValue) }),
+                "tasks": .array(TaskType.allCases.map { .string($0.rawValue) }),
+                "framings": ["lsp", "ndjson"],
+                "methods": .array([Method.solve, Method.generate, Method.modelLoad, Method.modelInfo, Method.modelUnload,
+                                   Method.serverStatus, Method.cancelRequest, Method.shutdown].map(JSONValue.string)),
+                "notifications": .array([Method.event, Method.progress].map(JSONValue.string)),
+                "limits": [
+                    "maxMessageBytes": .int(options.maxMessageBytes), "maxQueue": .int(options.maxQueue),
+                    "maxTokens": .int(options.limits.maxTokens), "maxSteps": .int(options.limits.maxSteps),
+                    "contextSize": .int(model?.contextSize ?? options.contextSize),
+                ],
+            ],
+        ])
+    }
+
+    /// Exits when the process that started us is gone (LSP's processId).
+    private func watchParent(_ pid: pid_t) {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
+        timer.schedule(deadline: .now() + 1, repeating: 1)
+        timer.setEventHandler { [logger, exitHandler] in
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                logger.warning("parent process \(pid) is gone; exiting")
+                exitHandler(1)
+            }
+        }
+        timer.resume()
+        processWatch = timer
+    }
+
+    // MARK: Queue
+
+    private func enqueue(id: RequestID, method: String, _ body: @escaping @Sendable (Job) throws(ResponseError) -> JSONValue)
+        throws(ResponseError)
+    {
+        let job = Job(id: id, method: method)
+        try state.withLock { state throws(ResponseError) in
+            if state.jobs.contains(where: { $0.id == id }) {
+                throw ResponseError(code: ErrorCode.invalidRequest, message: "a request with id \(id) is already in flight")
+            }
+            let waiting = state.jobs.filter { !$0.running }.count
+            if waiting >= options.maxQueue {
+                throw ResponseError(code: ErrorCode.queueFull,
+                                    message: "the request queue is full (\(options.maxQueue) waiting); retry later",
+                                    data: ["maxQueue": .int(options.maxQueue)])
+            }
+            state.jobs.append(job)
+        }
+        worker.async {
+            let skip = self.state.withLock { state -> Bool in
+                if job.answered { return true }
+                job.running = true
+                return false
+            }
+            defer { self.state.withLock { $0.jobs.removeAll { $0 === job } } }
+            if skip { return }
+            do throws(ResponseError) {
+                let result = try body(job)
+                self.finish(job) { self.reply(job.id, result: result) }
+            } catch {
+                self.finish(job) { self.reply(job.id, error: error) }
+            }
+        }
+    }
+
+    /// Answers a job exactly once.
+    private func finish(_ job: Job, _ answer: () -> Void) {
+        let first = state.withLock { state -> Bool in
+            defer { job.answered = true }
+            if !job.answered { state.served += 1 }
+            return !job.answered
+        }
+        if first { answer() }
+    }
+
+    private func cancel(_ id: RequestID) {
+        let job = state.withLock { $0.jobs.first { $0.id == id } }
+        guard let job else {
+            logger.debug("cancel of \(id): no such request in flight")
+            return
+        }
+        job.flag.cancel()
+        let queued = state.withLock { state -> Bool in !job.running && !job.answered }
+        if queued {
+            finish(job) {
+                reply(id, error: ResponseError(code: ErrorCode.requestCancelled, message: "request cancelled before it started",
+                                               data: ["partial": .null]))
+            }
+        }
+    }
+
+    // MARK: Work
+
+    private func engine() throws(ResponseError) -> Engine {
+        guard let engine = state.withLock({ $0.engine }) else { throw notLoaded() }
+        return engine
+    }
+
+    private func notLoaded() -> ResponseError {
+        let loading = state.withLock { $0.loading > 0 }
+        return ResponseError(code: ErrorCode.modelNotLoaded,
+                             message: loading ? "the model is still loading" : "no model is loaded: call model/load first")
+    }
+
+    private func runSolve(_ job: Job, _ params: SolveParams) throws(ResponseError) -> JSONValue {
+        let engine = try engine()
+        let id = job.id
+        do {
+            let result = try engine.solve(params.request, cancellation: job.flag) { event in
+                if params.stream { self.notify(id: id, event: event) }
+            }
+            return result.jsonValue
+        } catch {
+            throw Self.responseError(error)
+        }
+    }
+
+    private func runGenerate(_ job: Job, _ params: GenerateParams) throws(ResponseError) -> JSONValue {
+        let engine = try engine()
+        let id = job.id
+        do {
+            let result = try engine.generate(params.request, cancellation: job.flag) { event in
+                if params.stream { self.notify(id: id, event: event) }
+            }
+            return result.jsonValue
+        } catch {
+            throw Self.responseError(error)
+        }
+    }
+
+    private func notify(id: RequestID, event: DecoderEvent) {
+        output(.notification(method: Method.event, params: ["id": id.value, "event": event.jsonValue]))
+    }
+
+    static func responseError(_ error: DecoderError) -> ResponseError {
+        switch error {
+        case .cancelled(let partial):
+            return ResponseError(code: ErrorCode.requestCancelled, message: "request cancelled",
+                                 data: ["partial": partial.jsonValue])
+        case .promptTooLong(let tokens, let capacity):
+            return ResponseError(code: ErrorCode.promptTooLong,
+                                 message: "the prompt needs \(tokens) tokens but the context holds \(capacity)",
+                                 data: ["tokens": .int(tokens), "contextSize": .int(capacity)])
+        case .invalidRequest(let message):
+            return ResponseError(code: ErrorCode.invalidParams, message: "params.options.\(message)")
+        case .llama(let error):
+            return ResponseError(code: ErrorCode.internalError, message: error.description)
+        }
+    }
+
+    // MARK: Models
+
+    private func loadModel(id: RequestID, params: ModelLoadParams) throws(ResponseError) {
+        let token = JSONValue.string("model/load:\(id)")
+        state.withLock { $0.loading += 1 }
+        loader.async {
+            defer { self.state.withLock { $0.loading -= 1 } }
+            self.progress(token, ["kind": "begin", "title": "Loading model", "message": .string(params.model), "percentage": 0])
+            do throws(ResponseError) {
+                let (engine, description) = try self.load(params) { fraction in
+                    self.progress(token, ["kind": "report", "percentage": .int(Int(fraction * 100))])
+                }
+                // Swap between requests: what is queued now finishes on the old model.
+                self.worker.async {
+                    self.state.withLock {
+                        $0.engine = engine
+                        $0.model = description
+                    }
+                    self.progress(token, ["kind": "end", "message": "loaded"])
+                    self.reply(id, result: description.jsonValue)
+                }
+            } catch {
+                self.progress(token, ["kind": "end", "message": "failed"])
+                self.reply(id, error: error)
+            }
+        }
+    }
+
+    private func progress(_ token: JSONValue, _ value: JSONValue) {
+        output(.notification(method: Method.progress, params: ["token": token, "value": value]))
+    }
+
+    private func load(_ params: ModelLoadParams, progress: ((Float) -> Void)?) throws(ResponseError)
+        -> (Engine, ModelDescription)
+    {
+        let path = ModelCatalog.path(for: params.model)
+        do {
+            let model = try LlamaModel(path: path, gpuLayers: Int32(params.gpuLayers ?? options.gpuLayers), progress: progress)
+            var contextOptions = Engine.defaultContextOptions
+            contextOptions.contextSize = params.contextSize ?? options.contextSize
+            contextOptions.threads = params.threads ?? options.threads
+            let engine = try Engine(model: model, options: contextOptions)
+            let name = ModelCatalog.isCatalogName(params.model) ? params.model : (model.metadata("general.name") ?? params.model)
+            return (engine, ModelDescription(name: name, path: path, model: model, contextSize: engine.context.capacity))
+        } catch {
+            var message = "could not load \(path): \(error.description)"
+            if case .fileNotFound = error, ModelCatalog.isCatalogName(params.model) {
+                message += " (install it with `make setup`)"
+            }
+            throw ResponseError(code: ErrorCode.modelLoadFailed, message: message,
+                                data: ["path": .string(path), "reason": .string(error.description)])
+        }
+    }
+
+    // MARK: Status
+
+    private func status() -> JSONValue {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            let inFlight: [JSONValue] = state.jobs.filter { !$0.answered }.map { job in
+                [
+                    "id": job.id.value, "method": .string(job.method), "state": .string(job.running ? "running" : "queued"),
+                    "elapsedMs": .int(Self.milliseconds(now - job.enqueued)),
+                ]
+            }
+            return [
+                "model": state.model?.jsonValue ?? .null, "loading": .bool(state.loading > 0),
+                "queue": ["waiting": .int(state.jobs.filter { !$0.running && !$0.answered }.count), "max": .int(options.maxQueue)],
+                "inFlight": .array(inFlight), "served": .int(state.served),
+                "memory": ["rssBytes": .int(Self.residentBytes())],
+                "uptimeMs": .int(Self.milliseconds(now - started)),
+            ]
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// Resident set size from /proc/self/statm.
+    static func residentBytes() -> Int {
+        let fd = open("/proc/self/statm", O_RDONLY)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let count = read(fd, &buffer, buffer.count)
+        guard count > 0 else { return 0 }
+        let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    // MARK: Output
+
+    private func reply(_ id: RequestID, result: JSONValue) { output(.response(id: id, result: result)) }
+    private func reply(_ id: RequestID, error: ResponseError) { output(.errorResponse(id: id, error: error)) }
+}
+
+extension ModelLoadParams {
+    init(model: String, options: ServerOptions) {
+        // The initial model uses the server's options; built through the JSON path to stay one code path.
+        self = try! ModelLoadParams(["model": .string(model)])
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import JSON
+import JSONRPC
+import JSONRPCTransport
+import Logging
+import SelfAnchorServer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension Framing: ExpressibleByArgument {}
+
+/// `selfanchor serve`: the JSON-RPC daemon on stdin/stdout (Protocol/README.md).
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Keep a model resident and answer JSON-RPC 2.0 requests on stdin/stdout.",
+        discussion: "stdout carries protocol messages only; logs go to stderr. See Protocol/README.md.")
+
+    @Option(name: .long, help: "auto (from the first byte), lsp (Content-Length headers) or ndjson (one message per line).")
+    var framing: Framing = .auto
+
+    @Option(name: .long, help: "Log level on stderr: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "warning"
+
+    @Option(name: .long, help: "Largest accepted message in bytes.")
+    var maxMessageBytes: Int = 16 << 20
+
+    @Option(name: .long, help: "Most requests waiting behind the running one.")
+    var maxQueue: Int = 16
+
+    @Flag(name: .long, help: "Start without a model (load one with model/load).")
+    var noModel = false
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
+        guard maxQueue >= 0 else { throw ValidationError("--max-queue must be ≥ 0") }
+    }
+
+    func run() throws {
+        // stdout is the protocol stream: keep a private copy of it and point fd 1 at stderr, so that
+        // nothing else printed by this process (or llama.cpp) can corrupt the stream.
+        signal(SIGPIPE, SIG_IGN)
+        let protocolDescriptor = dup(1)
+        dup2(2, 1)
+        let level = Logger.Level(rawValue: logLevel) ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        LlamaBackend.initialise(logLevel: LlamaBackend.LogLevel.allCases.first { "\($0)" == modelOptions.llamaLog })
+
+        var options = ServerOptions()
+        options.initialModel = noModel ? nil : modelOptions.model
+        options.contextSize = modelOptions.contextSize
+        options.threads = modelOptions.threads
+        options.gpuLayers = Int(modelOptions.gpuLayers)
+        options.maxQueue = maxQueue
+        options.maxMessageBytes = maxMessageBytes
+
+        let writer = FrameWriter(descriptor: protocolDescriptor, framing: framing == .auto ? .lsp : framing)
+        let server = Server(options: options, output: { message in
+            writer.write(message.jsonValue.serializedBytes())
+        }, exit: { code in
+            Glibc.exit(code)
+        })
+        server.start()
+        let reader = FrameReader(descriptor: 0, framing: framing, maxMessageBytes: maxMessageBytes)
+        StdioConnection.run(reader: reader, writer: writer, server: server)
+        server.drain()
+        throw ExitCode.success
+    }
+}
+
+import Llama
+
+/// Reads frames from stdin and hands decoded messages to the server; answers what cannot be decoded.
+enum StdioConnection {
+    static func run(reader: FrameReader, writer: FrameWriter, server: Server) {
+        while true {
+            let frame = reader.next()
+            writer.setFraming(reader.framing)
+            switch frame {
+            case .end:
+                return
+            case .error(let error):
+                let code = error.kind == .tooLarge ? ErrorCode.messageTooLarge : ErrorCode.parseError
+                server.receiveInvalid(ResponseError(code: code, message: error.message))
+            case .message(let bytes):
+                let value: JSONValue
+                do {
+                    value = try JSONValue.parse(bytes)
+                } catch {
+                    server.receiveInvalid(ResponseError(code: ErrorCode.parseError, message: "parse error: \(error.description)",
+                                                        data: ["line": .int(error.line), "column": .int(error.column),
+                                                               "position": .int(error.position)]))
+                    continue
+                }
+                switch Message.decode(value) {
+                case .success(let message): server.receive(message)
+                case .failure(let failure):
+                    server.receiveInvalid(ResponseError(code: ErrorCode.invalidRequest, message: failure.message), id: failure.id)
+                }
+            }
+        }
+    }
+}
