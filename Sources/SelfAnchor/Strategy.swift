@@ -1,7 +1,4 @@
 import Llama
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// A way of prompting and decoding, selectable per request. The first four are the baselines users
 /// compare Self-Anchor against; `spa` steers any prompt toward caller-given anchors.
@@ -32,16 +29,15 @@ public enum Prompts {
 
     /// The system prompt of the Self-Anchor decoder: the line format it parses and steers.
     public static func selfAnchorSystem(task: TaskType) -> String {
-        if let override = getenv("SA_TUNE_SYSTEM") { return String(cString: override).replacing("\\n", with: "\n") + "\n" + task.answerInstruction }
-        return """
+        """
         Solve the problem in short lines. Alternate a plan line, which names the next sub-goal, and a step \
-        line, which carries it out with the calculation. Do not copy the problem text.
+        line, which carries it out: state the facts from the problem that it uses, then calculate.
         Example:
         Problem: Tom has 3 boxes with 4 pens each. He gives away 5 pens. How many pens does he have left?
-        Plan 1: Find how many pens Tom has at first.
-        Step 1: 3 boxes × 4 pens = 12 pens.
-        Plan 2: Subtract the pens he gives away.
-        Step 2: 12 − 5 = 7 pens.
+        Plan 1: Find how many pens Tom has before giving any away.
+        Step 1: Tom has 3 boxes and each box holds 4 pens, so he has 3 × 4 = 12 pens.
+        Plan 2: Find how many pens are left after he gives 5 away.
+        Step 2: He gives away 5 of his 12 pens, so 12 − 5 = 7 pens are left.
         Answer: 7
         \(task.answerInstruction)
         """
@@ -66,8 +62,8 @@ public enum Prompts {
     public static func userMessage(strategy: Strategy, question: String) -> String {
         switch strategy {
         case .re2: return "Q: \(question)\n\(reReadPrefix)\(question)"
-        case .plain, .cot, .psPlus, .spa: return "Q: \(question)"
-        case .selfAnchor: return question
+        case .cot, .psPlus, .spa: return "Q: \(question)"
+        case .plain, .selfAnchor: return question
         }
     }
 
@@ -76,8 +72,7 @@ public enum Prompts {
         switch strategy {
         case .cot, .re2: return "A: \(cotTrigger)"
         case .psPlus: return "A: \(psPlusTrigger)"
-        case .plain: return "A:"
-        case .spa, .selfAnchor: return ""
+        case .plain, .spa, .selfAnchor: return ""
         }
     }
 }
