@@ -67,3 +67,40 @@ def test_transcript(path, framing):
             assert daemon.wait() == expected_exit
     finally:
         daemon.kill()
+
+
+@pytest.mark.parametrize("framing", ["lsp", "ndjson"])
+def test_exits_when_the_parent_process_dies(framing):
+    import subprocess
+    import time
+
+    parent = subprocess.Popen(["sleep", "120"])
+    daemon = Daemon(daemon_binary(), framing)
+    try:
+        daemon.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": parent.pid}})
+        assert daemon.next()["id"] == 1
+        time.sleep(1.5)
+        assert daemon.process.poll() is None, "exited while the parent was alive"
+        parent.kill()
+        parent.wait()
+        assert daemon.wait(timeout=10) == 1
+    finally:
+        parent.kill()
+        daemon.kill()
+
+
+def test_stdout_carries_protocol_messages_only():
+    """Every byte the daemon writes to stdout belongs to a well-formed message, even with logging on."""
+    import subprocess
+
+    requests = b"".join(json.dumps(m).encode() + b"\n" for m in [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "solve", "params": {"question": "What is 3 + 4?", "options": {"maxTokens": 16}}},
+    ])
+    run = subprocess.run([daemon_binary(), "serve", "--model", "test", "--log-level", "trace", "--llama-log", "debug"],
+                         input=requests, capture_output=True, timeout=120)
+    assert run.returncode == 0
+    lines = run.stdout.decode().splitlines()
+    assert lines and all(json.loads(line)["jsonrpc"] == "2.0" for line in lines)
+    assert any(json.loads(line).get("id") == 2 and "result" in json.loads(line) for line in lines)
+    assert run.stderr, "logs went to stderr"
