@@ -63,11 +63,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `selfanchor eval`: benchmark loaders, the resumable runner, statistics and the report.
+        .target(name: "Evaluation", dependencies: ["SelfAnchor", "JSON", "Llama"]),
         // The command line.
         .executableTarget(
             name: "selfanchor",
             dependencies: [
-                "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "SelfAnchorServer",
+                "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "SelfAnchorServer", "Evaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -76,6 +78,7 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama"]),
         .testTarget(name: "SelfAnchorTests", dependencies: ["SelfAnchor", "Llama", "JSON"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SelfAnchor", "Llama", "JSON"]),
         .testTarget(name: "ServerTests", dependencies: ["SelfAnchorServer", "JSONRPC", "JSONRPCTransport", "JSON"]),
     ]
 )

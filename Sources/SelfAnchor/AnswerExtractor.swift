@@ -101,7 +101,7 @@ public enum AnswerExtractor {
     }
 
     /// The numeric value of "1,234.5", "$18", "-3/4", ".5".
-    static func numericValue(_ raw: String) -> Double? {
+    public static func numericValue(_ raw: String) -> Double? {
         let cleaned = raw.filter { !",$ ".contains($0) }
         if let slash = cleaned.firstIndex(of: "/") {
             guard let numerator = Double(cleaned[..<slash]), let denominator = Double(cleaned[cleaned.index(after: slash)...]),

@@ -34,44 +34,7 @@ struct SolveCommand: ParsableCommand {
     @Option(name: .long, help: "Answer type for extraction: number, choice, yesno, math, text.")
     var task: TaskType = .number
 
-    @Option(name: .long, help: "ω_base for both plan and step lines (1: no steering).")
-    var omega: Double?
-
-    @Option(name: .long, help: "ω_base for plan lines.")
-    var planOmega: Double?
-
-    @Option(name: .long, help: "ω_base for reasoning steps (and for spa).")
-    var stepOmega: Double?
-
-    @Option(name: .long, help: "adaptive (ω scaled by the previous line's confidence) or fixed.")
-    var omegaMode: SteeringOptions.Mode = .adaptive
-
-    @Flag(name: .long, help: "Scale the steering term by each token's probability (SPA modulation).")
-    var modulation = false
-
-    @Option(name: .customLong("anchor"), help: "spa: a prompt string to steer toward (repeatable).")
-    var anchors: [String] = []
-
-    @Option(name: .long, help: "Text that replaces anchors in the masked context.")
-    var placeholder: String = MaskedPrompt.defaultPlaceholder
-
-    @Option(name: .long, help: "Most tokens to generate.")
-    var maxTokens: Int = 768
-
-    @Option(name: .long, help: "Most plan/step pairs (self-anchor).")
-    var maxSteps: Int = 10
-
-    @Option(name: .long, help: "Sampling temperature (0: greedy).")
-    var temperature: Float = 0
-
-    @Option(name: .long, help: "Nucleus sampling threshold.")
-    var topP: Float = 1
-
-    @Option(name: .long, help: "Top-k sampling (0: off).")
-    var topK: Int32 = 0
-
-    @Option(name: .long, help: "Random seed for sampling.")
-    var seed: UInt32 = 0
+    @OptionGroup var decoding: DecodingOptions
 
     @Flag(name: .long, help: "Print one JSON event per line (NDJSON) instead of text.")
     var json = false
@@ -81,27 +44,11 @@ struct SolveCommand: ParsableCommand {
     func validate() throws {
         if question == nil && questionFile == nil { throw ValidationError("give a question, or --question-file FILE ('-' for stdin)") }
         if question != nil && questionFile != nil { throw ValidationError("give either a question or --question-file, not both") }
-        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
-        guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") }
-        for value in [omega, planOmega, stepOmega].compactMap({ $0 }) where !value.isFinite {
-            throw ValidationError("ω must be a finite number")
-        }
-        guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
-        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
     }
 
     func makeRequest(question: String) -> SolveRequest {
         var request = SolveRequest(question: question, strategy: strategy, task: task)
-        if let omega { request.steering = SteeringOptions(omega: omega, mode: omegaMode) }
-        request.steering.mode = omegaMode
-        if let planOmega { request.steering.planOmega = planOmega }
-        if let stepOmega { request.steering.stepOmega = stepOmega }
-        request.steering.modulation = modulation
-        request.sampling = SamplingOptions(temperature: temperature, topP: topP, topK: topK, seed: seed)
-        request.maxTokens = maxTokens
-        request.maxSteps = maxSteps
-        request.anchors = anchors
-        request.placeholder = placeholder
+        decoding.configure(&request)
         return request
     }
 
