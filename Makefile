@@ -8,7 +8,7 @@ SWIFT_TEST_FLAGS ?=
 QUESTION ?= Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $$2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?
 BIN := .build/release/selfanchor
 
-.PHONY: run test test-protocol test-tools setup setup-test deps llama models models-test build build-debug clean help
+.PHONY: run test test-protocol test-clients test-tools setup setup-test deps llama models models-test build build-debug clean help
 
 help:
 	@echo "make run      set up, build release, solve a sample problem on the default model"
@@ -23,13 +23,24 @@ test: setup-test test-tools
 	$(SWIFT) build --build-tests $(SWIFT_TEST_FLAGS)
 	$(SWIFT) test $(SWIFT_TEST_FLAGS)
 	$(MAKE) test-protocol
+	$(MAKE) test-clients
 
 # Conformance: the real daemon over pipes, both framings, every message checked against Protocol/schema.
 test-protocol: test-tools
 	cd Tests/protocol && SELFANCHOR_BIN=$(CURDIR)/.build/debug/selfanchor ../../.venv/bin/python -m pytest -q
 
 test-tools: llama
-	@.venv/bin/python -c 'import pytest, jsonschema' 2>/dev/null || .venv/bin/pip install --quiet pytest jsonschema
+	@.venv/bin/python -c 'import pytest, jsonschema, nbclient, nbformat, ipykernel' 2>/dev/null \
+		|| .venv/bin/pip install --quiet pytest jsonschema nbclient nbformat ipykernel
+
+# Every client against the real daemon (debug build) on the test model.
+test-clients: test-tools
+	SELFANCHOR_BIN=$(CURDIR)/.build/debug/selfanchor .venv/bin/python -m pytest -q Clients/python/tests Clients/shell/tests
+	cd Clients/vscode && SELFANCHOR_BIN=$(CURDIR)/.build/debug/selfanchor node --test test/
+	SELFANCHOR_BIN=$(CURDIR)/.build/debug/selfanchor nvim --headless -u NONE --cmd 'set rtp+=Clients/nvim' \
+		-c 'luafile Clients/nvim/test/run.lua'
+	SELFANCHOR_BIN=$(CURDIR)/.build/debug/selfanchor emacs --batch -Q -L Clients/emacs \
+		-l Clients/emacs/test/selfanchor-test.el -f ert-run-tests-batch-and-exit
 
 setup: deps llama models
 setup-test: deps llama models-test

@@ -9,6 +9,13 @@ pkg-config --exists jansson 2>/dev/null || missing+=(libjansson-dev)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
+# The editor and shell clients' tests (make test) drive these against the daemon.
+if [ "${SELFANCHOR_CLIENT_DEPS:-1}" = 1 ]; then
+    command -v jq >/dev/null 2>&1 || missing+=(jq)
+    command -v nvim >/dev/null 2>&1 || missing+=(neovim)
+    command -v emacs >/dev/null 2>&1 || missing+=(emacs-nox)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

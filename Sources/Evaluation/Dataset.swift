@@ -29,7 +29,7 @@ public enum DatasetLoader {
         var items: [EvalItem] = []
         var seen = Set<String>()
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(" \t\r")
+            let trimmed = String(line).trimmingCharacters(" \t\r")
             guard !trimmed.isEmpty else { continue }
             let value: JSONValue
             do {
@@ -83,7 +83,7 @@ public enum DatasetLoader {
             return EvalItem(id: id, question: question, reference: flag ? "yes" : "no", task: .yesno)
         case .string(let answer)?:
             if let marker = answer.ranges(of: "####").last {
-                let number = answer[marker.upperBound...].trimmingCharacters(" \n").replacing(",", with: "")
+                let number = String(answer[marker.upperBound...]).trimmingCharacters(" \n").replacing(",", with: "")
                 return EvalItem(id: id, question: question, reference: number, task: .number)
             }
             let lower = answer.lowercased()
@@ -135,15 +135,4 @@ public enum DatasetLoader {
     }
 }
 
-extension String {
-    func trimmingCharacters(_ set: String) -> String {
-        var slice = Substring(self)
-        while let first = slice.first, set.contains(first) { slice.removeFirst() }
-        while let last = slice.last, set.contains(last) { slice.removeLast() }
-        return String(slice)
-    }
-}
 
-extension Substring {
-    func trimmingCharacters(_ set: String) -> String { String(self).trimmingCharacters(set) }
-}

@@ -143,7 +143,8 @@ final class AppendFile {
     }
 }
 
-func readText(_ path: String) throws -> String {
+/// The contents of a file as UTF-8 text.
+public func readText(_ path: String) throws -> String {
     guard let file = fopen(path, "rb") else { throw DatasetError(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
     defer { fclose(file) }
     var bytes: [UInt8] = []

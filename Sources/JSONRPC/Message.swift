@@ -107,7 +107,8 @@ public enum Message: Sendable, Equatable {
             guard case .string(let name) = method else {
                 return .failure(DecodingFailure(id: id, message: "\"method\" must be a string"))
             }
-            let params = object["params"]
+            // "params": null is read as no params (some clients send it); other scalars are errors.
+            let params = object["params"] == .null ? nil : object["params"]
             if let params, params.objectValue == nil, params.arrayValue == nil {
                 return .failure(DecodingFailure(id: id, message: "\"params\" must be an object or an array, not \(params.typeName)"))
             }

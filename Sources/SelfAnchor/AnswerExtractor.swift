@@ -174,9 +174,11 @@ public enum AnswerExtractor {
 }
 
 extension String {
-    var trimmingSpaces: String { trimmingCharacters(" \t\n\r") }
+    /// The string without leading and trailing spaces, tabs and line breaks.
+    public var trimmingSpaces: String { trimmingCharacters(" \t\n\r") }
 
-    func trimmingCharacters(_ set: String) -> String {
+    /// The string without leading and trailing characters from `set`.
+    public func trimmingCharacters(_ set: String) -> String {
         var slice = Substring(self)
         while let first = slice.first, set.contains(first) { slice.removeFirst() }
         while let last = slice.last, set.contains(last) { slice.removeLast() }

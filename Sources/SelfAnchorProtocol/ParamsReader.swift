@@ -103,11 +103,3 @@ public struct ParamsReader {
     }
 }
 
-extension String {
-    func trimmingCharacters(_ set: String) -> String {
-        var slice = Substring(self)
-        while let first = slice.first, set.contains(first) { slice.removeFirst() }
-        while let last = slice.last, set.contains(last) { slice.removeLast() }
-        return String(slice)
-    }
-}

@@ -313,26 +313,28 @@ public final class Server: @unchecked Sendable {
     }
 
     private func runSolve(_ job: Job, _ params: SolveParams) throws(ResponseError) -> JSONValue {
-        let engine = try engine()
-        let id = job.id
-        do {
-            let result = try engine.solve(params.request, cancellation: job.flag) { event in
-                if params.stream { self.notify(id: id, event: event) }
-            }
-            return result.jsonValue
-        } catch {
-            throw Self.responseError(error)
+        try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
+            try engine.solve(params.request, cancellation: job.flag, onEvent: onEvent)
         }
     }
 
     private func runGenerate(_ job: Job, _ params: GenerateParams) throws(ResponseError) -> JSONValue {
+        try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
+            try engine.generate(params.request, cancellation: job.flag, onEvent: onEvent)
+        }
+    }
+
+    /// Runs a decoding job on the loaded engine, streaming its events when asked to.
+    private func run(_ job: Job, stream: Bool,
+                     _ body: (Engine, @escaping (DecoderEvent) -> Void) throws(DecoderError) -> SolveResult)
+        throws(ResponseError) -> JSONValue
+    {
         let engine = try engine()
         let id = job.id
         do {
-            let result = try engine.generate(params.request, cancellation: job.flag) { event in
-                if params.stream { self.notify(id: id, event: event) }
-            }
-            return result.jsonValue
+            return try body(engine) { event in
+                if stream { self.notify(id: id, event: event) }
+            }.jsonValue
         } catch {
             throw Self.responseError(error)
         }

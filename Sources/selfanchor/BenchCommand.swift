@@ -41,6 +41,46 @@ struct BenchCommand: ParsableCommand {
         Terminal.write("raw decode, 1 sequence:                 \(format(single)) tok/s per sequence\n")
         Terminal.write("raw decode, 2 sequences in one batch:   \(format(double)) tok/s per sequence (\(format(double / single))x)\n")
         Terminal.write("raw decode, 3 sequences in one batch:   \(format(triple)) tok/s per sequence (\(format(triple / single))x)\n")
+        if rawOnly { return }
+
+        // The decoders, on the same question with the same budget, alternating so drift hits all alike.
+        let engine = try Engine(model: model, options: options)
+        var rates: [String: [Double]] = [:]
+        for _ in 0..<repeats {
+            for (name, run) in decoders() {
+                let timings = try run(engine)
+                rates[name, default: []].append(timings.predictedPerSecond)
+            }
+        }
+        let plain = median(rates["plain greedy"] ?? [0])
+        for (name, _) in decoders() {
+            let rate = median(rates[name] ?? [0])
+            Terminal.write(name.padding(38) + "\(format(rate)) tok/s (\(format(rate / plain))x plain)\n")
+        }
+    }
+
+    static let question =
+        "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?"
+
+    /// Plain greedy decoding, SPA (two sequences per batch) and Self-Anchor, each generating `tokens` tokens.
+    func decoders() -> [(String, (Engine) throws -> Timings)] {
+        let messages: [ChatMessage] = [.user(Self.question + " Explain step by step.")]
+        func generate(_ anchors: [String]) -> (Engine) throws -> Timings {
+            { engine in
+                var request = GenerateRequest(messages: messages, anchors: anchors)
+                request.maxTokens = tokens
+                return try engine.generate(request).timings
+            }
+        }
+        return [
+            ("plain greedy", generate([])),
+            ("spa (question anchored)", generate([Self.question])),
+            ("self-anchor", { engine in
+                var request = SolveRequest(question: Self.question, strategy: .selfAnchor)
+                request.maxTokens = tokens
+                return try engine.solve(request).timings
+            }),
+        ]
     }
 
     /// Generated tokens per second per sequence when `sequences` continuations advance together.
@@ -71,4 +111,8 @@ struct BenchCommand: ParsableCommand {
 
     func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
     func format(_ value: Double) -> String { String((value * 100).rounded() / 100) }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { self + String(repeating: " ", count: max(1, width - count)) }
 }

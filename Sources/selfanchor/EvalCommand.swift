@@ -43,7 +43,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func parsedStrategies() throws -> [Strategy] {
-        let names = strategies.split(separator: ",").map { String($0).trimmingCharacters(in: " ") }
+        let names = strategies.split(separator: ",").map { String($0).trimmingCharacters(" ") }
         guard !names.isEmpty else { throw ValidationError("--strategies is empty") }
         return try names.map { name in
             guard let strategy = Strategy(rawValue: name) else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import JSON
 import Llama
 import SelfAnchor
@@ -52,14 +53,18 @@ struct SolveCommand: ParsableCommand {
         return request
     }
 
+    private func readQuestionFile(_ path: String) throws -> String {
+        do { return try readText(path) } catch { throw CommandFailure("\(error)") }
+    }
+
     func run() throws {
         let text: String
         if let questionFile {
-            text = questionFile == "-" ? Terminal.readStandardInput() : try readFile(questionFile)
+            text = questionFile == "-" ? Terminal.readStandardInput() : try readQuestionFile(questionFile)
         } else {
             text = question ?? ""
         }
-        let questionText = text.trimmingCharacters(in: " \n\t\r")
+        let questionText = text.trimmingSpaces
         guard !questionText.isEmpty else { throw CommandFailure("the question is empty") }
 
         let engine = try modelOptions.makeEngine()
@@ -79,31 +84,8 @@ struct SolveCommand: ParsableCommand {
             throw CommandFailure(error.description)
         }
     }
-
-    private func readFile(_ path: String) throws -> String {
-        guard let file = fopen(path, "rb") else {
-            throw CommandFailure("cannot read \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count == 0 { break }
-            bytes.append(contentsOf: buffer[0..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
 }
 
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var slice = Substring(self)
-        while let first = slice.first, set.contains(first) { slice.removeFirst() }
-        while let last = slice.last, set.contains(last) { slice.removeLast() }
-        return String(slice)
-    }
-}
 
 /// Ctrl-C cancels the running solve (the partial output is kept); a second Ctrl-C exits at once.
 enum InterruptHandler {
