@@ -7,13 +7,6 @@ import SelfAnchor
     import Glibc
 #endif
 
-/// ../shared/data beside the checkout (this file is Tests/EvaluationTests/EvaluationTests.swift).
-let sharedData: String = {
-    let file = "\(#filePath)"
-    let root = file.split(separator: "/").dropLast(3).joined(separator: "/")
-    return "/" + root + "/../shared/data"
-}()
-
 func temporaryFile(_ lines: [String]) throws -> String {
     let path = "/tmp/selfanchor-eval-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).jsonl"
     try writeText(lines.joined(separator: "\n") + "\n", to: path)
@@ -22,10 +15,16 @@ func temporaryFile(_ lines: [String]) throws -> String {
 
 @Suite struct DatasetLoaderTests {
     @Test func flatLayoutOfTheSharedDevSplits() throws {
-        let items = try DatasetLoader.load(path: sharedData + "/gsm8k-dev.jsonl", task: nil)
-        #expect(items.count > 100)
-        #expect(items[0].task == .number)
-        #expect(items[0].reference == "18")
+        let items = try DatasetLoader.load(path: try temporaryFile([
+            #"{"id": "gsm8k-0", "question": "Janet's ducks lay 16 eggs per day...", "answer": "18"}"#,
+            #"{"id": "strategyqa-0", "question": "Is it common to see frost during some college commencements?", "answer": "Yes"}"#,
+            "",
+            #"{"id": "math500-0", "question": "Convert the point $(0,3)$ to polar coordinates.", "answer": "\\left( 3, \\frac{\\pi}{2} \\right)"}"#,
+        ]), task: nil)
+        #expect(items.count == 3)
+        #expect(items[0].task == .number && items[0].reference == "18")
+        #expect(items[1].task == .yesno && items[1].reference == "yes")
+        #expect(items[2].task == .math)
         let arc = try DatasetLoader.load(path: try temporaryFile([
             #"{"id": "q1", "question": "Which is a mammal?", "choices": {"A": "shark", "B": "whale"}, "answer": "B"}"#,
         ]), task: nil)
@@ -102,7 +101,11 @@ func temporaryFile(_ lines: [String]) throws -> String {
         var options = Engine.defaultContextOptions
         options.contextSize = 1024
         let engine = try Engine(model: LlamaModel(path: ModelCatalog.path(for: "test")), options: options)
-        let items = try DatasetLoader.load(path: sharedData + "/strategyqa-dev.jsonl", task: nil)
+        let items = try DatasetLoader.load(path: try temporaryFile([
+            #"{"id": "strategyqa-0", "question": "Is it common to see frost during some college commencements?", "answer": "Yes"}"#,
+            #"{"id": "strategyqa-1", "question": "Hydrogen's atomic number squared exceeds number of Spice Girls?", "answer": "No"}"#,
+            #"{"id": "strategyqa-2", "question": "Would a pear sink in water?", "answer": "No"}"#,
+        ]), task: nil)
         let directory = "/tmp/selfanchor-eval-resume-\(getpid())"
         let configure: (inout SolveRequest) -> Void = { $0.maxTokens = 8 }
         let first = EvalRunner(engine: engine, items: Array(items.prefix(2)), strategies: [.plain, .cot], directory: directory,
