@@ -118,6 +118,14 @@ public struct ModelLoadParams: Sendable {
     public var threads: Int?
     public var gpuLayers: Int?
 
+    /// Unset fields fall back to the server's options.
+    public init(model: String, contextSize: Int? = nil, threads: Int? = nil, gpuLayers: Int? = nil) {
+        self.model = model
+        self.contextSize = contextSize
+        self.threads = threads
+        self.gpuLayers = gpuLayers
+    }
+
     public init(_ params: JSONValue?) throws(ResponseError) {
         let reader = try ParamsReader(params)
         try reader.rejectUnknown(["model", "contextSize", "threads", "gpuLayers"])

@@ -82,7 +82,7 @@ public final class Server: @unchecked Sendable {
         worker.async {
             defer { self.state.withLock { $0.loading -= 1 } }
             do throws(ResponseError) {
-                let (engine, description) = try self.load(ModelLoadParams(model: model, options: self.options), progress: nil)
+                let (engine, description) = try self.load(ModelLoadParams(model: model), progress: nil)
                 self.state.withLock {
                     $0.engine = engine
                     $0.model = description
@@ -456,11 +456,4 @@ public final class Server: @unchecked Sendable {
 
     private func reply(_ id: RequestID, result: JSONValue) { output(.response(id: id, result: result)) }
     private func reply(_ id: RequestID, error: ResponseError) { output(.errorResponse(id: id, error: error)) }
-}
-
-extension ModelLoadParams {
-    init(model: String, options: ServerOptions) {
-        // The initial model uses the server's options; built through the JSON path to stay one code path.
-        self = try! ModelLoadParams(["model": .string(model)])
-    }
 }

@@ -5,7 +5,7 @@ import json
 import os
 
 from .errors import DaemonExited, error_from
-from .wire import daemon_command, encode
+from .wire import HeaderParser, daemon_command, encode, solve_params
 
 
 class AsyncClient:
@@ -31,20 +31,14 @@ class AsyncClient:
         return client
 
     async def _read_message(self):
-        length = None
+        headers = HeaderParser()
         while True:
             line = await self._process.stdout.readline()
             if not line:
                 return None
-            line = line.strip()
-            if not line:
-                if length is not None:
-                    break
-                continue
-            name, _, value = line.decode("ascii").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value.strip())
-        return json.loads((await self._process.stdout.readexactly(length)).decode("utf-8"))
+            if headers.feed(line):
+                break
+        return json.loads((await self._process.stdout.readexactly(headers.length)).decode("utf-8"))
 
     async def _read(self):
         try:
@@ -96,18 +90,13 @@ class AsyncClient:
         await self.notify("$/cancelRequest", {"id": request_id})
 
     async def solve(self, question, strategy="self-anchor", task=None, options=None, on_event=None):
-        params = {"question": question, "strategy": strategy, "options": options or {}, "stream": on_event is not None}
-        if task:
-            params["task"] = task
+        params = solve_params(question, strategy, task, options, stream=on_event is not None)
         self.last_result = await self.request("solve", params, on_event)
         return self.last_result
 
     async def solve_stream(self, question, strategy="self-anchor", task=None, options=None):
         """Async iterator over events; the result is then in `last_result`. Breaking out cancels."""
-        params = {"question": question, "strategy": strategy, "options": options or {}, "stream": True}
-        if task:
-            params["task"] = task
-        request_id = await self._start("solve", params)
+        request_id = await self._start("solve", solve_params(question, strategy, task, options, stream=True))
         finished = False
         try:
             while True:

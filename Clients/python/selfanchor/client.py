@@ -6,7 +6,7 @@ import subprocess
 import threading
 
 from .errors import DaemonExited, error_from
-from .wire import daemon_command, encode, read_message
+from .wire import daemon_command, encode, read_message, solve_params
 
 _END = object()
 
@@ -103,20 +103,14 @@ class Client:
     # -- methods
     def solve(self, question, strategy="self-anchor", task=None, options=None, on_event=None, timeout=None):
         """Solves a question; `on_event` sees every streamed event. Returns the result object."""
-        params = {"question": question, "strategy": strategy, "options": options or {}}
-        if task:
-            params["task"] = task
-        params["stream"] = on_event is not None
+        params = solve_params(question, strategy, task, options, stream=on_event is not None)
         self.last_result = self.request("solve", params, on_event, timeout)
         return self.last_result
 
     def solve_stream(self, question, strategy="self-anchor", task=None, options=None):
         """Iterates over the streamed events of a solve; the result is then in `last_result`.
         Closing the iterator early (break) cancels the request."""
-        params = {"question": question, "strategy": strategy, "options": options or {}, "stream": True}
-        if task:
-            params["task"] = task
-        request_id, box = self.start("solve", params)
+        request_id, box = self.start("solve", solve_params(question, strategy, task, options, stream=True))
         finished = False
         try:
             while True:

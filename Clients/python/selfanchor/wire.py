@@ -9,25 +9,43 @@ def encode(message):
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
+class HeaderParser:
+    """Reads LSP headers line by line; `feed` returns True once the blank line ends them."""
+
+    def __init__(self):
+        self.length = None
+
+    def feed(self, line):
+        line = line.strip()
+        if not line:
+            return self.length is not None
+        name, _, value = line.decode("ascii").partition(":")
+        if name.strip().lower() == "content-length":
+            self.length = int(value.strip())
+        return False
+
+
 def read_message(stream):
     """Reads one framed message from a binary stream; None at end of stream."""
-    length = None
+    headers = HeaderParser()
     while True:
         line = stream.readline()
         if not line:
             return None
-        line = line.strip()
-        if not line:
-            if length is not None:
-                break
-            continue
-        name, _, value = line.decode("ascii").partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value.strip())
-    body = stream.read(length)
-    if len(body) < length:
+        if headers.feed(line):
+            break
+    body = stream.read(headers.length)
+    if len(body) < headers.length:
         return None
     return json.loads(body.decode("utf-8"))
+
+
+def solve_params(question, strategy, task, options, stream):
+    """The params of a `solve` request."""
+    params = {"question": question, "strategy": strategy, "options": options or {}, "stream": stream}
+    if task:
+        params["task"] = task
+    return params
 
 
 def daemon_command(binary=None, model="default", args=()):
