@@ -47,19 +47,21 @@ let package = Package(
                 .unsafeFlags(["-L" + llamaLib, "-Xlinker", "-rpath", "-Xlinker", llamaLib])
             ]
         ),
+        // Attention maps read during a forward pass: WAAD, FAI, preplan/anchor tokens, credit weights, report.
+        .target(name: "AttentionAnalysis", dependencies: ["Llama", "JSON"]),
         // The Self-Anchor decoder, SPA steering, baselines, step parsing and answer extraction.
-        .target(name: "SelfAnchor", dependencies: ["Llama", "JSON"]),
+        .target(name: "SelfAnchor", dependencies: ["Llama", "JSON", "AttentionAnalysis"]),
         // JSON-RPC 2.0 message types (no I/O).
         .target(name: "JSONRPC", dependencies: ["JSON"]),
         // Frames bytes: LSP Content-Length headers or newline-delimited messages (no JSON).
         .target(name: "JSONRPCTransport"),
         // The selfanchor protocol's methods: params decoding and result shapes (no I/O).
-        .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON", "SelfAnchor", "Llama"]),
+        .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON", "SelfAnchor", "Llama", "AttentionAnalysis"]),
         // The daemon's dispatcher: lifecycle, queue, engine thread, cancellation (no I/O).
         .target(
             name: "SelfAnchorServer",
             dependencies: [
-                "SelfAnchorProtocol", "JSONRPC", "JSON", "SelfAnchor", "Llama",
+                "SelfAnchorProtocol", "JSONRPC", "JSON", "SelfAnchor", "Llama", "AttentionAnalysis",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -70,6 +72,7 @@ let package = Package(
             name: "selfanchor",
             dependencies: [
                 "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "SelfAnchorServer", "Evaluation",
+                "SelfAnchorProtocol", "AttentionAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -77,6 +80,7 @@ let package = Package(
 
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama"]),
+        .testTarget(name: "AttentionAnalysisTests", dependencies: ["AttentionAnalysis", "Llama"]),
         .testTarget(name: "SelfAnchorTests", dependencies: ["SelfAnchor", "Llama", "JSON"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SelfAnchor", "Llama", "JSON"]),
         .testTarget(name: "ServerTests", dependencies: ["SelfAnchorServer", "JSONRPC", "JSONRPCTransport", "JSON"]),

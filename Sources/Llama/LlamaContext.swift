@@ -39,8 +39,15 @@ public final class LlamaContext: @unchecked Sendable {
     public let options: ContextOptions
     /// Polled during `decode`; returning true aborts it with `LlamaError.decodeAborted`.
     public var shouldAbort: (() -> Bool)?
+    /// Receives attention probabilities during `decode` (nil: none are read).
+    public let attentionTap: AttentionTap?
 
-    public init(model: LlamaModel, options: ContextOptions = ContextOptions()) throws(LlamaError) {
+    /// A context; with an `attention` tap, flash attention is off and the tap's layers are read on every decode.
+    public init(model: LlamaModel, options: ContextOptions = ContextOptions(), attention: AttentionTap? = nil)
+        throws(LlamaError)
+    {
+        var options = options
+        if attention != nil { options.flashAttention = false }
         var params = llama_context_default_params()
         params.n_ctx = UInt32(options.contextSize)
         params.n_batch = UInt32(options.batchSize)
@@ -53,12 +60,21 @@ public final class LlamaContext: @unchecked Sendable {
         if let flash = options.flashAttention {
             params.flash_attn_type = flash ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED
         }
+        if let attention {
+            params.cb_eval = { tensor, ask, data in
+                guard let tensor, let data else { return true }
+                let tap = Unmanaged<AttentionTap>.fromOpaque(data).takeUnretainedValue()
+                return ask ? tap.wants(tensor) : tap.deliver(tensor)
+            }
+            params.cb_eval_user_data = Unmanaged.passUnretained(attention).toOpaque()
+        }
         guard let context = llama_init_from_model(model.pointer, params) else {
             throw .contextCreationFailed(reason: "llama_init_from_model returned NULL (context size \(options.contextSize))")
         }
         self.pointer = context
         self.model = model
         self.options = options
+        self.attentionTap = attention
         llama_set_abort_callback(
             context,
             { data in
@@ -79,6 +95,8 @@ public final class LlamaContext: @unchecked Sendable {
     public func decode(_ batch: LlamaBatch) throws(LlamaError) {
         guard batch.count > 0 else { return }
         let result = llama_decode(pointer, batch.raw)
+        // A tap that cannot read its tensor stops the graph early; the decode's output is then unusable.
+        if let failure = attentionTap?.failure { throw .attentionUnreadable(failure) }
         switch result {
         case 0: return
         case 2: throw .decodeAborted

@@ -12,6 +12,8 @@ public enum LlamaError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The abort callback stopped the decode (llama_decode returned 2).
     case decodeAborted
     case contextFull(needed: Int, capacity: Int)
+    /// The attention tap met a tensor it cannot read (type or shape); the message says which.
+    case attentionUnreadable(String)
 
     public var description: String {
         switch self {
@@ -33,6 +35,7 @@ public enum LlamaError: Error, Sendable, Equatable, CustomStringConvertible {
         case .decodeAborted: return "decoding was aborted"
         case .contextFull(let needed, let capacity):
             return "the text needs \(needed) tokens but the context holds \(capacity)"
+        case .attentionUnreadable(let reason): return "attention probabilities could not be read: \(reason)"
         }
     }
 }

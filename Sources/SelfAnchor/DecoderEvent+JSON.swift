@@ -41,11 +41,13 @@ extension DecoderEvent {
 
 extension StepRecord {
     public var jsonValue: JSONValue {
-        [
+        var object: JSONObject = [
             "index": .int(index), "text": .string(text), "omega": .double(omega),
             "confidence": confidence.map(JSONValue.double) ?? .null,
             "steering_confidence": steeringConfidence.map(JSONValue.double) ?? .null, "tokens": .int(tokens),
         ]
+        if !anchors.isEmpty { object["anchors"] = .array(anchors.map { .string($0) }) }
+        return .object(object)
     }
 }
 

@@ -40,6 +40,8 @@ public struct StepRecord: Sendable, Equatable {
     /// The confidence that set ω (the previous step's), nil for the first step.
     public var steeringConfidence: Double?
     public var tokens: Int
+    /// `attention-anchor` only: the generated spans (besides the question) the line was steered toward.
+    public var anchors: [String] = []
 }
 
 /// The final answer line and what was extracted from it.

@@ -1,3 +1,4 @@
+import AttentionAnalysis
 import Llama
 import Synchronization
 
@@ -54,6 +55,25 @@ public final class Engine: @unchecked Sendable {
         return options
     }
 
+    /// The attention-reading context of `attention-anchor`, made on first use and kept.
+    private var tracker: AttentionTracker?
+
+    func attentionTracker() throws -> AttentionTracker {
+        if let tracker { return tracker }
+        let made: AttentionTracker
+        do {
+            made = try AttentionTracker(model: model, options: AttentionAnalysisOptions(), capacity: context.capacity,
+                                        threads: context.options.threads)
+        } catch {
+            switch error {
+            case .llama(let error): throw error
+            default: throw DecoderError.invalidRequest("attention-anchor: \(error)")
+            }
+        }
+        tracker = made
+        return made
+    }
+
     public init(model: LlamaModel, options: ContextOptions = Engine.defaultContextOptions) throws(LlamaError) {
         var options = options
         options.sequences = max(options.sequences, 3)
@@ -71,7 +91,7 @@ public final class Engine: @unchecked Sendable {
                               strategy: request.strategy.rawValue, question: request.question)
         return try run.execute {
             switch request.strategy {
-            case .selfAnchor:
+            case .selfAnchor, .attentionAnchor:
                 try run.selfAnchor(request)
             case .plain, .cot, .psPlus, .re2:
                 let messages: [ChatMessage] = [
@@ -169,7 +189,7 @@ final class DecodingRun {
         return result
     }
 
-    private enum StopDecoding: Error { case cancelled }
+    enum StopDecoding: Error { case cancelled }
 
     func checkCancelled() throws {
         if cancellation.isCancelled { throw StopDecoding.cancelled }

@@ -1,3 +1,4 @@
+import AttentionAnalysis
 import Llama
 
 // The Self-Anchor decoder: the model writes alternating lines
@@ -14,6 +15,11 @@ import Llama
 // line is generated under SPA steering toward its anchors with ω from `Steering.omega`, scaled by the
 // confidence of the previous line. It always ends: after `maxSteps` steps it asks for the answer, and
 // near `maxTokens` it cuts the current line and asks for the answer within the remaining budget.
+//
+// `attention-anchor` runs the same loop with other anchors: before each line, the generation so far is
+// run through an attention-reading context (`AttentionTracker`, only the new tokens are decoded) and
+// every line is steered toward the question plus the `anchorSpans` spans with the highest FAI so far
+// (`AttentionAnchors`); the decoder's own headers are never anchors.
 
 extension DecodingRun {
     enum Phase: Equatable {
@@ -32,6 +38,8 @@ extension DecodingRun {
         var probabilities: [Double] = []
         var text = ""
         var isOpen = true
+        /// `attention-anchor`: the generated spans steered toward (indices into `generated`).
+        var anchorSpans: [Range<Int>] = []
     }
 
     func selfAnchor(_ request: SolveRequest) throws {
@@ -46,6 +54,35 @@ extension DecodingRun {
         let reserve = max(1, min(32, request.maxTokens / 4))
         var previousConfidence: Double?
         var planContent: Range<Int>?
+        let attentionMode = request.strategy == .attentionAnchor
+        /// Text the decoder inserted (headers, line breaks): never an attention anchor.
+        var insertedRanges: [Range<Int>] = []
+        let tracker = attentionMode ? try engine.attentionTracker() : nil
+        tracker?.reset(responseStart: realPrompt.count)
+        tracker?.shouldAbort = { [cancellation] in cancellation.isCancelled }
+        defer { tracker?.shouldAbort = nil }
+
+        /// Brings the attention tracker up to date and picks the anchors for the next line.
+        func chooseAnchorSpans() throws -> [Range<Int>] {
+            guard let tracker, request.anchorSpans > 0 else { return [] }
+            do {
+                try tracker.update(to: realPrompt + generated, responseStart: realPrompt.count)
+            } catch {
+                switch error {
+                case .cancelled: throw StopDecoding.cancelled
+                case .llama(let error): throw error
+                default: throw DecoderError.invalidRequest("attention-anchor: \(error)")
+                }
+            }
+            let pieces = generated.map { String(decoding: model.piece($0), as: UTF8.self) }
+            return AttentionAnchors.spans(metrics: tracker.metrics(), pieces: pieces, excluded: insertedRanges,
+                                          count: request.anchorSpans)
+        }
+        func insertHeader(_ text: String) throws {
+            let start = generated.count
+            try insert(text)
+            insertedRanges.append(start..<generated.count)
+        }
 
         func omega(for phase: Phase) -> Double {
             switch phase {
@@ -55,20 +92,23 @@ extension DecodingRun {
         }
         func begin(_ phase: Phase) throws -> Segment {
             switch phase {
-            case .plan(let k): try insert("Plan \(k):")
-            case .step(let k): try insert("Step \(k):")
-            case .answer: try insert("Answer:")
+            case .plan(let k): try insertHeader("Plan \(k):")
+            case .step(let k): try insertHeader("Step \(k):")
+            case .answer: try insertHeader("Answer:")
             }
-            return Segment(phase: phase, omega: omega(for: phase), steeringConfidence: previousConfidence,
-                           contentStart: generated.count)
+            var segment = Segment(phase: phase, omega: omega(for: phase), steeringConfidence: previousConfidence,
+                                  contentStart: generated.count)
+            if attentionMode { segment.anchorSpans = try chooseAnchorSpans() }
+            return segment
         }
         func end(_ segment: inout Segment) {
             guard segment.isOpen else { return }
             segment.isOpen = false
             let confidence = Steering.harmonicMean(segment.probabilities)
             if let confidence { previousConfidence = confidence }
-            let record = StepRecord(index: 0, text: segment.text.trimmingSpaces, omega: segment.omega, confidence: confidence,
+            var record = StepRecord(index: 0, text: segment.text.trimmingSpaces, omega: segment.omega, confidence: confidence,
                                     steeringConfidence: segment.steeringConfidence, tokens: segment.probabilities.count)
+            record.anchors = segment.anchorSpans.map { model.detokenize(Array(generated[$0])).trimmingSpaces }
             switch segment.phase {
             case .plan(let k):
                 var plan = record
@@ -88,9 +128,15 @@ extension DecodingRun {
                 break
             }
         }
-        /// Which masked context steers the phase, and the tokens it should hold.
-        func maskedContext(_ phase: Phase) -> (Int32, [LlamaToken]) {
-            if case .step = phase, let plan = planContent, !plan.isEmpty {
+        /// Which masked context steers the segment, and the tokens it should hold.
+        func maskedContext(_ segment: Segment) -> (Int32, [LlamaToken]) {
+            if attentionMode {
+                guard !segment.anchorSpans.isEmpty else { return (Engine.questionMaskedSequence, maskedPrompt + generated) }
+                return (Engine.planMaskedSequence,
+                        maskedPrompt + AttentionAnchors.masking(generated[...], spans: segment.anchorSpans,
+                                                                placeholder: placeholderTokens))
+            }
+            if case .step = segment.phase, let plan = planContent, !plan.isEmpty {
                 return (Engine.planMaskedSequence,
                         maskedPrompt + generated[..<plan.lowerBound] + placeholderTokens + generated[plan.upperBound...])
             }
@@ -101,7 +147,7 @@ extension DecodingRun {
         var segment = try begin(.plan(1))
         decoding: while true {
             try checkCancelled()
-            let (maskedSequence, maskedTokens) = maskedContext(segment.phase)
+            let (maskedSequence, maskedTokens) = maskedContext(segment)
             guard try advance(maskedSequence: maskedSequence, maskedTokens: maskedTokens) else {
                 end(&segment)
                 break
@@ -111,7 +157,7 @@ extension DecodingRun {
                 // Out of budget for reasoning: close the line and ask for the answer.
                 end(&segment)
                 result.timings.stopReason = .maxTokens
-                if !atLineStart { try insert("\n") }
+                if !atLineStart { try insertHeader("\n") }
                 segment = try begin(.answer)
                 continue
             }
@@ -125,7 +171,7 @@ extension DecodingRun {
             if model.isEndOfGeneration(token) {
                 end(&segment)
                 if segment.phase == .answer { break }
-                if !atLineStart { try insert("\n") }
+                if !atLineStart { try insertHeader("\n") }
                 segment = try begin(.answer)
                 continue
             }

@@ -16,6 +16,8 @@ public struct SolveRequest: Sendable {
     public var anchors: [String] = []
     /// What replaces anchor text in the masked context.
     public var placeholder: String = MaskedPrompt.defaultPlaceholder
+    /// `attention-anchor` only: how many highest-FAI spans of the generation join the question as anchors.
+    public var anchorSpans: Int = 3
 
     public init(question: String, strategy: Strategy = .selfAnchor, task: TaskType = .number) {
         self.question = question

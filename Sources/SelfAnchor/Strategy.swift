@@ -15,9 +15,15 @@ public enum Strategy: String, Sendable, CaseIterable {
     case spa
     /// Alternating plan and reasoning lines, each steered toward its own anchors.
     case selfAnchor = "self-anchor"
+    /// Self-Anchor's line format, with anchors chosen from attention: the question plus the spans of the
+    /// generation so far with the highest future attention influence (FAI).
+    case attentionAnchor = "attention-anchor"
 
     /// Whether the decoder runs a masked context beside the real one.
-    public var isSteered: Bool { self == .spa || self == .selfAnchor }
+    public var isSteered: Bool { self == .spa || self == .selfAnchor || self == .attentionAnchor }
+
+    /// Whether the output is Self-Anchor's alternating plan and step lines.
+    public var isStepwise: Bool { self == .selfAnchor || self == .attentionAnchor }
 }
 
 /// The exact prompt text of each strategy.
@@ -53,6 +59,19 @@ public enum Prompts {
         return ([system, .user(user)], [system, .user(user.replacing(question, with: placeholder))])
     }
 
+    /// The conversation and assistant prefix a strategy's real (unmasked) context starts from.
+    public static func conversation(strategy: Strategy, question: String, task: TaskType)
+        -> (messages: [ChatMessage], assistantPrefix: String)
+    {
+        switch strategy {
+        case .selfAnchor, .attentionAnchor:
+            return ([.system(selfAnchorSystem(task: task)), .user(userMessage(strategy: strategy, question: question))], "")
+        case .plain, .cot, .psPlus, .re2, .spa:
+            return ([.system(baselineSystem(task: task)), .user(userMessage(strategy: strategy, question: question))],
+                    assistantPrefix(strategy: strategy == .spa ? .cot : strategy))
+        }
+    }
+
     /// The system prompt of the baselines: only how to state the answer.
     public static func baselineSystem(task: TaskType) -> String {
         "You are a careful problem solver. \(task.answerInstruction)"
@@ -63,7 +82,7 @@ public enum Prompts {
         switch strategy {
         case .re2: return "Q: \(question)\n\(reReadPrefix)\(question)"
         case .cot, .psPlus, .spa: return "Q: \(question)"
-        case .plain, .selfAnchor: return question
+        case .plain, .selfAnchor, .attentionAnchor: return question
         }
     }
 
@@ -72,7 +91,7 @@ public enum Prompts {
         switch strategy {
         case .cot, .re2: return "A: \(cotTrigger)"
         case .psPlus: return "A: \(psPlusTrigger)"
-        case .plain, .spa, .selfAnchor: return ""
+        case .plain, .spa, .selfAnchor, .attentionAnchor: return ""
         }
     }
 }

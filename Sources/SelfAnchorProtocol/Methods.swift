@@ -14,6 +14,7 @@ public enum Method {
     public static let modelUnload = "model/unload"
     public static let solve = "solve"
     public static let generate = "generate"
+    public static let analyze = "analyze"
     public static let cancelRequest = "$/cancelRequest"
     public static let serverStatus = "server/status"
     /// Server → client: one decoder event of a streamed request.
@@ -44,7 +45,7 @@ public struct SolveParams: Sendable {
         let options = try reader.nested("options")
         try options.rejectUnknown([
             "omega", "planOmega", "stepOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
-            "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder",
+            "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans",
         ])
         if let omega = try options.double("omega", in: -10...10) { request.steering = SteeringOptions(omega: omega) }
         if let value = try options.double("planOmega", in: -10...10) { request.steering.planOmega = value }
@@ -58,6 +59,7 @@ public struct SolveParams: Sendable {
         request.maxSteps = try options.integer("maxSteps", in: 1...limits.maxSteps) ?? request.maxSteps
         request.anchors = try options.strings("anchors") ?? []
         request.placeholder = try options.string("placeholder", nonEmpty: true) ?? request.placeholder
+        request.anchorSpans = try options.integer("anchorSpans", in: 0...32) ?? request.anchorSpans
         self.request = request
         self.stream = try reader.bool("stream") ?? true
     }

@@ -3,6 +3,7 @@ import JSON
 import JSONRPC
 import Llama
 import Logging
+import AttentionAnalysis
 import SelfAnchor
 import SelfAnchorProtocol
 import Synchronization
@@ -26,7 +27,7 @@ public struct ServerOptions: Sendable {
 }
 
 /// The selfanchor daemon's dispatcher: it receives decoded messages, answers lifecycle and control
-/// requests at once, and queues `solve`/`generate` for one engine thread. It does no I/O itself:
+/// requests at once, and queues `solve`/`generate`/`analyze` for one engine thread. It does no I/O itself:
 /// every outgoing message goes through `output`, so the same server runs behind stdio or in-process.
 public final class Server: @unchecked Sendable {
     public static let name = "selfanchor"
@@ -164,6 +165,9 @@ public final class Server: @unchecked Sendable {
             case Method.generate:
                 let params = try GenerateParams(params, limits: options.limits)
                 try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runGenerate(job, params) }
+            case Method.analyze:
+                let params = try AnalyzeParams(params)
+                try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runAnalyze(job, params) }
             case Method.modelLoad:
                 try loadModel(id: id, params: ModelLoadParams(params))
             case Method.modelInfo:
@@ -212,7 +216,7 @@ public final class Server: @unchecked Sendable {
                 "strategies": .array(Strategy.allCases.map { .string($0.rawValue) }),
                 "tasks": .array(TaskType.allCases.map { .string($0.rawValue) }),
                 "framings": ["lsp", "ndjson"],
-                "methods": .array([Method.solve, Method.generate, Method.modelLoad, Method.modelInfo, Method.modelUnload,
+                "methods": .array([Method.solve, Method.generate, Method.analyze, Method.modelLoad, Method.modelInfo, Method.modelUnload,
                                    Method.serverStatus, Method.cancelRequest, Method.shutdown].map(JSONValue.string)),
                 "notifications": .array([Method.event, Method.progress].map(JSONValue.string)),
                 "limits": [
@@ -321,6 +325,18 @@ public final class Server: @unchecked Sendable {
     private func runGenerate(_ job: Job, _ params: GenerateParams) throws(ResponseError) -> JSONValue {
         try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
             try engine.generate(params.request, cancellation: job.flag, onEvent: onEvent)
+        }
+    }
+
+    private func runAnalyze(_ job: Job, _ params: AnalyzeParams) throws(ResponseError) -> JSONValue {
+        let engine = try engine()
+        do {
+            return try engine.analyze(params.request, cancellation: job.flag).jsonValue
+        } catch {
+            if case .cancelled = error {
+                throw ResponseError(code: ErrorCode.requestCancelled, message: "request cancelled", data: ["partial": .null])
+            }
+            throw Self.responseError(error)
         }
     }
 

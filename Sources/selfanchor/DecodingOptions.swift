@@ -25,6 +25,9 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "Text that replaces anchors in the masked context.")
     var placeholder: String = MaskedPrompt.defaultPlaceholder
 
+    @Option(name: .long, help: "attention-anchor: highest-FAI spans of the generation steered toward (with the question).")
+    var anchorSpans: Int = 3
+
     @Option(name: .long, help: "Most tokens to generate.")
     var maxTokens: Int = 768
 
@@ -46,6 +49,7 @@ struct DecodingOptions: ParsableArguments {
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") }
+        guard (0...32).contains(anchorSpans) else { throw ValidationError("--anchor-spans must be between 0 and 32") }
         for value in [omega, planOmega, stepOmega].compactMap({ $0 }) where !value.isFinite {
             throw ValidationError("ω must be a finite number")
         }
@@ -65,5 +69,6 @@ struct DecodingOptions: ParsableArguments {
         request.maxSteps = maxSteps
         request.anchors = anchors
         request.placeholder = placeholder
+        request.anchorSpans = anchorSpans
     }
 }

@@ -40,6 +40,9 @@ struct SolveCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON event per line (NDJSON) instead of text.")
     var json = false
 
+    @Option(name: .long, help: "Also write the finished result as JSON (for `selfanchor analyze --result`).")
+    var save: String?
+
     @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
@@ -51,6 +54,12 @@ struct SolveCommand: ParsableCommand {
         var request = SolveRequest(question: question, strategy: strategy, task: task)
         decoding.configure(&request)
         return request
+    }
+
+    private static func save(_ result: SolveResult, to path: String) throws(DecoderError) {
+        do { try writeText(result.jsonValue.serialized() + "\n", to: path) } catch {
+            throw .invalidRequest("cannot write \(path): \(error)")
+        }
     }
 
     private func readQuestionFile(_ path: String) throws -> String {
@@ -76,6 +85,7 @@ struct SolveCommand: ParsableCommand {
                 renderer.render(event)
             }
             renderer.finish(result)
+            if let save { try Self.save(result, to: save) }
         } catch .cancelled(let partial) {
             renderer.finish(partial)
             Terminal.error("cancelled\n")

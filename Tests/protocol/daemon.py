@@ -25,7 +25,7 @@ REGISTRY = _registry()
 METHOD_SCHEMAS = {
     "initialize": "initialize.json", "shutdown": "shutdown.json", "solve": "solve.json", "generate": "generate.json",
     "model/load": "model-load.json", "model/info": "model-info.json", "model/unload": "model-unload.json",
-    "server/status": "server-status.json",
+    "server/status": "server-status.json", "analyze": "analyze.json",
 }
 NOTIFICATION_SCHEMAS = {"selfanchor/event": "event.json", "$/progress": "progress.json"}
 
