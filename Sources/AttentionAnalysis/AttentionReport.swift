@@ -16,8 +16,8 @@ public enum AttentionReport {
             .tokens{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px;line-height:1.9;white-space:normal;
               border:1px solid #ddd;border-radius:6px;padding:.8em;background:#fff}
             .t{white-space:pre;border-radius:2px;padding:1px 0}
-            .a{outline:2px solid #b00020;outline-offset:0}
-            .p{box-shadow:inset 3px 0 0 #1a7f37}
+            .a{text-decoration:underline 2px #b00020;text-underline-offset:4px;text-decoration-skip-ink:none}
+            .p{box-shadow:inset 2px 0 0 #1a7f37}
             .legend{font-size:.85em;color:#444;margin:.4em 0} .legend span{margin-right:1.2em}
             .sw{display:inline-block;width:1.1em;height:.9em;vertical-align:middle;margin-right:.3em;border:1px solid #ccc}
             svg{background:#fff;border:1px solid #ddd;border-radius:6px}
@@ -75,8 +75,8 @@ public enum AttentionReport {
     private static func legend(color: () -> String, label: String) -> String {
         """
         <div class="legend"><span><i class="sw" style="background:\(color())"></i>\(label)</span>\
-        <span><i class="sw" style="outline:2px solid #b00020;border:0"></i>anchor token (top FAI)</span>\
-        <span><i class="sw" style="box-shadow:inset 3px 0 0 #1a7f37"></i>preplan token (top Δ WAAD)</span>\
+        <span><i class="sw" style="border:0;border-bottom:2px solid #b00020"></i>anchor token (top FAI), underlined</span>\
+        <span><i class="sw" style="box-shadow:inset 2px 0 0 #1a7f37"></i>preplan token (top Δ WAAD), green left edge</span>\
         <span>hover a token for its numbers (WAAD, FAI, Δ, γ local/global/coupled)</span></div>
 
         """
