@@ -5,7 +5,7 @@ import json
 import os
 
 from .errors import DaemonExited, error_from
-from .wire import HeaderParser, daemon_command, encode, solve_params
+from .wire import HeaderParser, analyze_params, daemon_command, encode, solve_params
 
 
 class AsyncClient:
@@ -114,6 +114,10 @@ class AsyncClient:
             if not finished:
                 await self.cancel(request_id)
             self._pending.pop(request_id, None)
+
+    async def analyze(self, text=None, question=None, prompt=None, result=None, task=None, options=None):
+        """Attention analysis of a text or a solve result (see `Client.analyze`)."""
+        return await self.request("analyze", analyze_params(text, question, prompt, result, task, options))
 
     async def status(self):
         return await self.request("server/status")

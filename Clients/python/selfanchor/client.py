@@ -6,7 +6,7 @@ import subprocess
 import threading
 
 from .errors import DaemonExited, error_from
-from .wire import daemon_command, encode, read_message, solve_params
+from .wire import analyze_params, daemon_command, encode, read_message, solve_params
 
 _END = object()
 
@@ -136,6 +136,10 @@ class Client:
         if prompt is not None:
             params["prompt"] = prompt
         return self.request("generate", params, on_event)
+
+    def analyze(self, text=None, question=None, prompt=None, result=None, task=None, options=None, timeout=None):
+        """Attention analysis (WAAD, FAI, preplan/anchor tokens, credit weights) of a text or a solve result."""
+        return self.request("analyze", analyze_params(text, question, prompt, result, task, options), timeout=timeout)
 
     def load_model(self, model, **params):
         return self.request("model/load", {"model": model, **params})

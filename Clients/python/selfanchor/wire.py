@@ -48,6 +48,15 @@ def solve_params(question, strategy, task, options, stream):
     return params
 
 
+def analyze_params(text, question, prompt, result, task, options):
+    """The params of an `analyze` request: a text (with an optional question or prompt), or a solve result."""
+    params = {"options": options or {}}
+    for key, value in (("text", text), ("question", question), ("prompt", prompt), ("result", result), ("task", task)):
+        if value is not None:
+            params[key] = value
+    return params
+
+
 def daemon_command(binary=None, model="default", args=()):
     binary = binary or os.environ.get("SELFANCHOR_BIN") or shutil.which("selfanchor")
     if not binary:

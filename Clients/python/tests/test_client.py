@@ -38,6 +38,19 @@ def test_solve_stream_iterator(client):
     assert client.last_result["text"].strip() == text.strip()
 
 
+def test_analyze_a_solve_result(client):
+    result = client.solve(QUESTION, strategy="self-anchor", options={"maxTokens": 40, "maxSteps": 1})
+    analysis = client.analyze(result=result, options={"waadWindow": 5})
+    tokens = analysis["tokens"]
+    assert "".join(t["text"] for t in tokens) == result["text"]
+    assert analysis["prompt_tokens"] == result["timings"]["prompt_n"]
+    assert all(0 <= t["waad"] <= 5 for t in tokens)
+    assert analysis["anchor_count"] == sum(t["anchor"] for t in tokens) > 0
+    with pytest.raises(InvalidParams) as error:
+        client.analyze(text="x", options={"alpha": 2})
+    assert error.value.data["field"] == "params.options.alpha"
+
+
 def test_typed_errors(client):
     with pytest.raises(InvalidParams) as error:
         client.solve(QUESTION, options={"omega": "high"})
