@@ -43,7 +43,7 @@ public final class AttentionTracker {
         state.headsPerLayer = heads
         for (slot, layer) in layers.enumerated() { state.slots[layer] = slot }
         self.state = state
-        let tap = AttentionTap(layers: layers) { probabilities in
+        let tap = AttentionTap(layers: layers, queryHeads: heads) { probabilities in
             guard let slot = state.slots[probabilities.layer] else { return }
             let start = state.accumulator.responseStart
             for query in 0..<probabilities.queryCount {

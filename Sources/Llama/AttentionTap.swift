@@ -50,8 +50,15 @@ public final class AttentionTap {
     /// Why the last delivery failed (an unexpected tensor type or shape); nil when all went well.
     public private(set) var failure: String?
 
-    public init(layers: some Sequence<Int>, handler: @escaping (AttentionProbabilities) -> Void) {
+    /// Query heads per layer the tensor must have (0: not checked).
+    let queryHeads: Int
+
+    /// A tap for `layers`. With `queryHeads` (the model's `headCount`), a tensor laid out any other way
+    /// — for instance with grouped-query heads folded into the rows — is refused with a clear error
+    /// instead of being misread.
+    public init(layers: some Sequence<Int>, queryHeads: Int = 0, handler: @escaping (AttentionProbabilities) -> Void) {
         self.layers = Set(layers)
+        self.queryHeads = queryHeads
         self.handler = handler
     }
 
@@ -89,6 +96,11 @@ public final class AttentionTap {
             return false
         }
         let (keys, queries, heads, streams) = (Int(t.ne.0), Int(t.ne.1), Int(t.ne.2), Int(t.ne.3))
+        guard queryHeads == 0 || heads == queryHeads else {
+            failure = "layer \(layer): attention tensor has \(heads) heads, the model \(queryHeads) query heads; "
+                + "this llama.cpp build lays grouped-query attention out in a way selfanchor does not read"
+            return false
+        }
         guard streams == 1 else {
             failure = "layer \(layer): attention tensor has \(streams) KV streams; use one sequence"
             return false

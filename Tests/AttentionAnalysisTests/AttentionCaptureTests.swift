@@ -24,7 +24,7 @@ enum TestModel {
         final class Seen { var rows = 0; var worstSum = 0.0; var futureMass = 0.0; var batchStart = 0; var layers = Set<Int>()
             var keyCounts = Set<Int>() }
         let seen = Seen()
-        let tap = AttentionTap(layers: layers) { p in
+        let tap = AttentionTap(layers: layers, queryHeads: model.headCount) { p in
             seen.layers.insert(p.layer)
             seen.keyCounts.insert(p.keyCount)
             #expect(p.headCount == TestModel.shared.headCount)
@@ -61,6 +61,20 @@ enum TestModel {
         #expect(seen.worstSum < 1e-3, "a row's probabilities sum to 1 (worst deviation \(seen.worstSum))")
         #expect(seen.futureMass == 0, "no weight on cells after the query's own position")
         #expect(seen.keyCounts.allSatisfy { $0 >= 8 })
+        // Grouped-query attention: fewer KV heads than query heads, and still one row per query head.
+        #expect(model.kvHeadCount < model.headCount)
+    }
+
+    @Test func aLayoutOtherThanOneRowPerQueryHeadIsRefused() throws {
+        let tap = AttentionTap(layers: [0], queryHeads: model.headCount + 1) { _ in }
+        var options = ContextOptions()
+        options.contextSize = 256
+        options.sequences = 1
+        let context = try LlamaContext(model: model, options: options, attention: tap)
+        let batch = LlamaBatch(capacity: 8)
+        batch.add(try model.tokenize("Hello there", addSpecial: true), startingAt: 0, sequence: 0, logitsForLast: true)
+        #expect(throws: LlamaError.self) { try context.decode(batch) }
+        #expect(tap.failure?.contains("query heads") == true)
     }
 
     @Test func analysisOfARealText() throws {
