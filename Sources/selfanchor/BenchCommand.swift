@@ -62,8 +62,16 @@ struct BenchCommand: ParsableCommand {
     static let question =
         "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?"
 
-    /// Plain greedy decoding, SPA (two sequences per batch) and Self-Anchor, each generating `tokens` tokens.
+    /// Plain greedy decoding, SPA (two sequences per batch), Self-Anchor and attention-anchor (Self-Anchor
+    /// plus an attention-reading pass per line), each generating `tokens` tokens.
     func decoders() -> [(String, (Engine) throws -> Timings)] {
+        func solve(_ strategy: Strategy) -> (Engine) throws -> Timings {
+            { engine in
+                var request = SolveRequest(question: Self.question, strategy: strategy)
+                request.maxTokens = tokens
+                return try engine.solve(request).timings
+            }
+        }
         let messages: [ChatMessage] = [.user(Self.question + " Explain step by step.")]
         func generate(_ anchors: [String]) -> (Engine) throws -> Timings {
             { engine in
@@ -75,11 +83,8 @@ struct BenchCommand: ParsableCommand {
         return [
             ("plain greedy", generate([])),
             ("spa (question anchored)", generate([Self.question])),
-            ("self-anchor", { engine in
-                var request = SolveRequest(question: Self.question, strategy: .selfAnchor)
-                request.maxTokens = tokens
-                return try engine.solve(request).timings
-            }),
+            ("self-anchor", solve(.selfAnchor)),
+            ("attention-anchor", solve(.attentionAnchor)),
         ]
     }
 
