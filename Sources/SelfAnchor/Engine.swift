@@ -35,8 +35,9 @@ public enum DecoderError: Error, Sendable, CustomStringConvertible {
 /// The resident model and its context: runs solves and steered generations one at a time.
 ///
 /// Owns one `LlamaContext` whose KV cache holds three sequences per run — 0: the real context,
-/// 1: the context with the question masked, 2: with the question and the current plan masked — and
-/// keeps them between runs, so a new request re-decodes only what differs from the last one.
+/// 1: the context with the question masked, 2: with the question and the current plan masked — and a
+/// fourth, 3, that keeps the prompt prefix every request of a kind shares (chat template and system
+/// prompt, up to where the question starts) between runs: the prompt cache.
 public final class Engine: @unchecked Sendable {
     public let model: LlamaModel
     public let context: LlamaContext
@@ -45,6 +46,17 @@ public final class Engine: @unchecked Sendable {
     static let realSequence: Int32 = 0
     static let questionMaskedSequence: Int32 = 1
     static let planMaskedSequence: Int32 = 2
+    /// Holds the cached prompt prefix between requests.
+    static let promptCacheSequence: Int32 = 3
+    /// Prefixes shorter than this are not worth caching.
+    static let promptCacheMinimum = 16
+
+    /// Reuse the shared prompt prefix across requests (on by default). Output does not depend on it:
+    /// with or without a cached prefix, a request decodes the prefix into the same cells first.
+    public var promptCacheEnabled = true
+
+    /// Forgets the cached prompt prefix (the next request decodes it again).
+    public func dropPromptCache() { cache.invalidateAll() }
 
     /// Context settings the engine uses unless told otherwise.
     public static var defaultContextOptions: ContextOptions {
@@ -76,7 +88,7 @@ public final class Engine: @unchecked Sendable {
 
     public init(model: LlamaModel, options: ContextOptions = Engine.defaultContextOptions) throws(LlamaError) {
         var options = options
-        options.sequences = max(options.sequences, 3)
+        options.sequences = max(options.sequences, 4)
         options.unifiedKV = true
         self.model = model
         self.context = try LlamaContext(model: model, options: options)
@@ -141,6 +153,8 @@ final class DecodingRun {
     let clock = ContinuousClock()
 
     var realPrompt: [LlamaToken] = []
+    /// The conversation `realPrompt` was made from, and its assistant prefix.
+    var realMessages: ([ChatMessage], String) = ([], "")
     var maskedPrompt: [LlamaToken] = []
     var generated: [LlamaToken] = []
     private var textDecoder = UTF8StreamDecoder()
@@ -166,9 +180,14 @@ final class DecodingRun {
     func execute(_ body: () throws -> Void) throws(DecoderError) -> SolveResult {
         engine.context.shouldAbort = { [cancellation] in cancellation.isCancelled }
         defer { engine.context.shouldAbort = nil }
-        // Start from an empty KV cache: reused cells would change the order in which attention sums
-        // over them, and greedy decoding would no longer repeat itself exactly.
-        cache.invalidateAll()
+        // Start from a KV cache that holds nothing but the cached prompt prefix, in the first cells: reused
+        // cells elsewhere would change the order in which attention sums over them, and greedy decoding
+        // would no longer repeat itself exactly. Every request thus sees the same layout.
+        if engine.promptCacheEnabled {
+            cache.clearAll(except: Engine.promptCacheSequence)
+        } else {
+            cache.invalidateAll()
+        }
         cache.resetCounters()
         do {
             try body()
@@ -208,6 +227,38 @@ final class DecodingRun {
 
     // MARK: Prompts and prefill
 
+    /// The real prompt's tokens; remembers the conversation for the prompt cache.
+    func realPromptTokens(_ messages: [ChatMessage], assistantPrefix: String) throws -> [LlamaToken] {
+        realMessages = (messages, assistantPrefix)
+        return try promptTokens(messages, assistantPrefix: assistantPrefix)
+    }
+
+    /// The part of the real prompt that does not depend on the request's own text: the conversation
+    /// with the last user message emptied, templated, as far as its tokens agree with the real prompt's
+    /// (less one token, which may merge with what follows).
+    func cacheablePrefix() throws -> [LlamaToken] {
+        var messages = realMessages.0
+        guard let last = messages.lastIndex(where: { $0.role == "user" }) else { return [] }
+        messages[last].content = ""
+        let empty = try promptTokens(messages, assistantPrefix: "")
+        var length = 0
+        while length < min(empty.count, realPrompt.count) && empty[length] == realPrompt[length] { length += 1 }
+        return Array(realPrompt.prefix(max(0, length - 1)))
+    }
+
+    /// Makes the prompt-cache sequence hold this request's cacheable prefix. When it holds another one,
+    /// the whole cache is emptied first, so that the prefix lands in the first cells as it always does.
+    func syncPromptCache() throws {
+        guard engine.promptCacheEnabled else { return }
+        let prefix = try cacheablePrefix()
+        guard prefix.count >= Engine.promptCacheMinimum else { return }
+        let sequence = Engine.promptCacheSequence
+        if cache.cached[Int(sequence)] != prefix {
+            cache.invalidateAll()
+            try cache.sync([SequenceCache.Target(sequence: sequence, tokens: prefix, wantsLogits: false)])
+        }
+    }
+
     func promptTokens(_ messages: [ChatMessage], assistantPrefix: String) throws -> [LlamaToken] {
         let text = try model.applyChatTemplate(messages) + assistantPrefix
         return try model.tokenize(text, addSpecial: true, parseSpecial: true)
@@ -223,6 +274,7 @@ final class DecodingRun {
         emit(.start(StartInfo(strategy: result.strategy, model: model.description, promptTokens: realPrompt.count,
                               maskedPromptTokens: steered ? maskedPrompt.count : 0)))
         let start = clock.now
+        try syncPromptCache()
         var targets = [SequenceCache.Target(sequence: Engine.realSequence, tokens: realPrompt, wantsLogits: true)]
         if steered {
             targets.append(.init(sequence: Engine.questionMaskedSequence, tokens: maskedPrompt, wantsLogits: true))
@@ -230,13 +282,15 @@ final class DecodingRun {
         try cache.sync(targets)
         result.timings.promptN = realPrompt.count
         result.timings.promptDecodedN = cache.decodedCounts[Int(Engine.realSequence)]
+            + cache.decodedCounts[Int(Engine.promptCacheSequence)]
         result.timings.promptMs = milliseconds(clock.now - start)
         generationStart = clock.now
     }
 
     private func finishTimings() {
         if let generationStart { result.timings.predictedMs = milliseconds(clock.now - generationStart) }
-        result.timings.maskedN = cache.decodedCounts.enumerated().filter { $0.offset != Int(Engine.realSequence) }
+        result.timings.maskedN = cache.decodedCounts.enumerated()
+            .filter { $0.offset == Int(Engine.questionMaskedSequence) || $0.offset == Int(Engine.planMaskedSequence) }
             .reduce(0) { $0 + $1.element }
         let tail = textDecoder.finish()
         result.text += tail
@@ -295,7 +349,7 @@ final class DecodingRun {
     func freeText(messages: [ChatMessage], masked: [ChatMessage]?, assistantPrefix: String, omega: Double,
                   modulation: Bool, maxTokens: Int, task: TaskType?) throws
     {
-        realPrompt = try promptTokens(messages, assistantPrefix: assistantPrefix)
+        realPrompt = try realPromptTokens(messages, assistantPrefix: assistantPrefix)
         if let masked { maskedPrompt = try promptTokens(masked, assistantPrefix: assistantPrefix) }
         try prefill(steered: masked != nil)
         let maskedSequence: Int32? = masked == nil ? nil : Engine.questionMaskedSequence

@@ -45,7 +45,7 @@ extension DecodingRun {
     func selfAnchor(_ request: SolveRequest) throws {
         let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task,
                                                   placeholder: request.placeholder)
-        realPrompt = try promptTokens(messages.real, assistantPrefix: "")
+        realPrompt = try realPromptTokens(messages.real, assistantPrefix: "")
         maskedPrompt = try promptTokens(messages.masked, assistantPrefix: "")
         try prefill(steered: true)
 

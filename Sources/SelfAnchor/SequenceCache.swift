@@ -50,6 +50,11 @@ final class SequenceCache {
         logitsAt = Array(repeating: -1, count: cached.count)
     }
 
+    /// Empties every sequence but `kept`, whose cells stay where they are.
+    func clearAll(except kept: Int32) {
+        for sequence in cached.indices where sequence != Int(kept) { clear(Int32(sequence)) }
+    }
+
     /// Empties one sequence.
     func clear(_ sequence: Int32) {
         context.removeTokens(sequence: sequence)

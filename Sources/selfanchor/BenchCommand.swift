@@ -57,6 +57,33 @@ struct BenchCommand: ParsableCommand {
             let rate = median(rates[name] ?? [0])
             Terminal.write(name.padding(38) + "\(format(rate)) tok/s (\(format(rate / plain))x plain)\n")
         }
+
+        // The prompt cache: time from the request to its first generated text, with the shared prefix
+        // (chat template and system prompt) cold, then cached by the previous request.
+        var cold: [Double] = []
+        var warm: [Double] = []
+        for _ in 0..<repeats {
+            engine.dropPromptCache()
+            cold.append(try firstTextLatency(engine))
+            warm.append(try firstTextLatency(engine))
+        }
+        let (coldMs, warmMs) = (median(cold), median(warm))
+        Terminal.write("prompt cache, first text (self-anchor): cold \(format(coldMs)) ms, warm \(format(warmMs)) ms "
+            + "(\(format(warmMs / coldMs))x)\n")
+    }
+
+    /// Milliseconds from a self-anchor request to its first generated text (a `plan_delta`).
+    func firstTextLatency(_ engine: Engine) throws -> Double {
+        var request = SolveRequest(question: Self.question, strategy: .selfAnchor)
+        request.maxTokens = 4
+        let clock = ContinuousClock()
+        let start = clock.now
+        nonisolated(unsafe) var first: Duration?
+        _ = try engine.solve(request) { event in
+            if first == nil, case .delta = event { first = clock.now - start }
+        }
+        let elapsed = first ?? (clock.now - start)
+        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
     }
 
     static let question =

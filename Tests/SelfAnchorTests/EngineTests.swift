@@ -229,6 +229,24 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
         }
     }
 
+    @Test func promptCacheReusesTheSharedPrefixAndKeepsOutputExact() throws {
+        TestEngine.shared.dropPromptCache()
+        let first = try solve { $0.maxTokens = 40 }
+        let second = try solve { $0.maxTokens = 40 }
+        #expect(first.timings.promptDecodedN == first.timings.promptN, "a cold cache decodes the whole prompt")
+        #expect(second.timings.promptDecodedN < first.timings.promptN / 3, "a warm cache decodes little more than the question")
+        #expect(second.text == first.text)
+        // Another kind of request replaces the cached prefix; coming back gives the same output again.
+        let other = try solve { $0.strategy = .cot; $0.maxTokens = 10 }
+        #expect(other.timings.promptDecodedN == other.timings.promptN)
+        let third = try solve { $0.maxTokens = 40 }
+        #expect(third.text == first.text)
+        #expect(third.timings.promptDecodedN == third.timings.promptN)
+        // A different question with the same strategy reuses the prefix.
+        let fourth = try solve { $0.question = "Tom has 3 boxes with 4 pens each. How many pens?"; $0.maxTokens = 10 }
+        #expect(fourth.timings.promptDecodedN < fourth.timings.promptN / 3)
+    }
+
     @Test func promptTooLongIsAClearError() {
         let long = String(repeating: "cows and sheep and goats ", count: 800)
         #expect(throws: DecoderError.self) { try solve { $0.question = long } }
