@@ -63,7 +63,8 @@ extension Timings {
             "prompt_n": .int(promptN), "prompt_decoded_n": .int(promptDecodedN), "prompt_ms": .double(promptMs),
             "prompt_per_second": .double(promptPerSecond), "predicted_n": .int(predictedN),
             "predicted_ms": .double(predictedMs), "predicted_per_second": .double(predictedPerSecond),
-            "inserted_n": .int(insertedN), "masked_n": .int(maskedN), "stop_reason": .string(stopReason.rawValue),
+            "inserted_n": .int(insertedN), "masked_n": .int(maskedN), "masked_skipped_n": .int(maskedSkippedN),
+            "stop_reason": .string(stopReason.rawValue),
         ]
     }
 }

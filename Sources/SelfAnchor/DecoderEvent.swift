@@ -75,6 +75,8 @@ public struct Timings: Sendable, Equatable {
     public var insertedN = 0
     /// Tokens decoded for masked contexts, prompt and catch-up included.
     public var maskedN = 0
+    /// Steered tokens chosen without the masked context (adaptive masked pass).
+    public var maskedSkippedN = 0
     public var stopReason: StopReason = .finished
 
     public var predictedPerSecond: Double { predictedMs > 0 ? Double(predictedN) * 1000 / predictedMs : 0 }

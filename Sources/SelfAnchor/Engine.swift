@@ -119,6 +119,7 @@ public final class Engine: @unchecked Sendable {
                 ]
                 let anchors = request.anchors.isEmpty ? [request.question] : request.anchors
                 let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder)
+                run.skipMaskedAbove = request.steering.skipMaskedAbove
                 try run.freeText(messages: messages, masked: masked, assistantPrefix: Prompts.assistantPrefix(strategy: .cot),
                                  omega: request.steering.stepOmega, modulation: request.steering.modulation,
                                  maxTokens: request.maxTokens, task: request.task)
@@ -303,6 +304,38 @@ final class DecodingRun {
 
     // MARK: Tokens and text
 
+    /// The masked context `advance` left behind (adaptive masked pass), decoded only when a token needs it.
+    private var deferredMasked: SequenceCache.Target?
+    /// The adaptive masked pass's threshold for this run (nil: the masked context runs on every token).
+    var skipMaskedAbove: Double?
+
+    /// Picks the next token like `nextToken`. With the adaptive masked pass on, a token whose real
+    /// top-1 probability reaches the threshold is taken from the real logits alone, and the masked
+    /// context is not decoded; otherwise the masked context first catches up (every token it missed,
+    /// in one batch). See `Steering.swift` for the rule.
+    func chooseToken(maskedSequence: Int32?, omega: Double, modulation: Bool, greedy: Bool = false) throws
+        -> (LlamaToken, Double)
+    {
+        guard let maskedSequence, let threshold = skipMaskedAbove, let deferred = deferredMasked,
+              deferred.sequence == maskedSequence
+        else {
+            return nextToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation, greedy: greedy)
+        }
+        let top = cache.logits[Int(Engine.realSequence)].withUnsafeBufferPointer(Steering.topProbability)
+        if top.probability >= threshold {
+            result.timings.maskedSkippedN += 1
+            return nextToken(maskedSequence: nil, omega: 1, modulation: false, greedy: greedy)
+        }
+        do {
+            try cache.sync([deferred])
+        } catch {
+            guard error == .decodeFailed(code: 1) else { throw error }
+            // No room left for the masked context's catch-up: this token goes unsteered.
+            return nextToken(maskedSequence: nil, omega: 1, modulation: false, greedy: greedy)
+        }
+        return nextToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation, greedy: greedy)
+    }
+
     /// Picks the next token from the real logits, steered by the masked ones when ω ≠ 1.
     /// Returns the token and its probability under the real (unsteered) distribution.
     /// `greedy` takes the most likely steered token whatever the sampling options say.
@@ -359,7 +392,7 @@ final class DecodingRun {
                 result.timings.stopReason = .maxTokens
                 break
             }
-            let (token, _) = nextToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation)
+            let (token, _) = try chooseToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation)
             if model.isEndOfGeneration(token) { break }
             generated.append(token)
             result.timings.predictedN += 1
@@ -379,12 +412,15 @@ final class DecodingRun {
         }
     }
 
-    /// Decodes the newest tokens of the real context and of the given masked context in one batch.
-    /// Returns false (and records why) when the context is full.
+    /// Decodes the newest tokens of the real context and of the given masked context in one batch
+    /// (with the adaptive masked pass, the real context alone: `chooseToken` decodes the masked one
+    /// when a token needs it). Returns false (and records why) when the context is full.
     func advance(maskedSequence: Int32?, maskedTokens: [LlamaToken]) throws -> Bool {
         var targets = [SequenceCache.Target(sequence: Engine.realSequence, tokens: realPrompt + generated, wantsLogits: true)]
+        deferredMasked = nil
         if let maskedSequence {
-            targets.append(.init(sequence: maskedSequence, tokens: maskedTokens, wantsLogits: true))
+            let target = SequenceCache.Target(sequence: maskedSequence, tokens: maskedTokens, wantsLogits: true)
+            if skipMaskedAbove != nil { deferredMasked = target } else { targets.append(target) }
         }
         do {
             try cache.sync(targets)

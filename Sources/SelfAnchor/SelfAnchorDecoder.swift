@@ -43,6 +43,7 @@ extension DecodingRun {
     }
 
     func selfAnchor(_ request: SolveRequest) throws {
+        skipMaskedAbove = request.steering.skipMaskedAbove
         let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task,
                                                   placeholder: request.placeholder)
         realPrompt = try realPromptTokens(messages.real, assistantPrefix: "")
@@ -166,7 +167,7 @@ extension DecodingRun {
                 end(&segment)
                 break
             }
-            let (token, probability) = nextToken(maskedSequence: maskedSequence, omega: segment.omega,
+            let (token, probability) = try chooseToken(maskedSequence: maskedSequence, omega: segment.omega,
                                                  modulation: steering.modulation)
             if model.isEndOfGeneration(token) {
                 end(&segment)
@@ -220,7 +221,7 @@ extension DecodingRun {
                 }
                 let confidence = Steering.harmonicMean(segment.probabilities) ?? previousConfidence
                 let decisionOmega = Steering.omega(base: steering.planOmega, confidence: confidence, options: steering)
-                let (candidate, _) = nextToken(maskedSequence: Engine.questionMaskedSequence, omega: decisionOmega,
+                let (candidate, _) = try chooseToken(maskedSequence: Engine.questionMaskedSequence, omega: decisionOmega,
                                                modulation: steering.modulation, greedy: true)
                 switch lineStart(candidate) {
                 case .continuation:

@@ -45,7 +45,7 @@ public struct SolveParams: Sendable {
         let options = try reader.nested("options")
         try options.rejectUnknown([
             "omega", "planOmega", "stepOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
-            "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans",
+            "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans", "skipMaskedAbove",
         ])
         if let omega = try options.double("omega", in: -10...10) { request.steering = SteeringOptions(omega: omega) }
         if let value = try options.double("planOmega", in: -10...10) { request.steering.planOmega = value }
@@ -60,6 +60,7 @@ public struct SolveParams: Sendable {
         request.anchors = try options.strings("anchors") ?? []
         request.placeholder = try options.string("placeholder", nonEmpty: true) ?? request.placeholder
         request.anchorSpans = try options.integer("anchorSpans", in: 0...32) ?? request.anchorSpans
+        request.steering.skipMaskedAbove = try options.double("skipMaskedAbove", in: 0...1)
         self.request = request
         self.stream = try reader.bool("stream") ?? true
     }

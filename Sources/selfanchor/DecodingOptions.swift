@@ -28,6 +28,9 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "attention-anchor: highest-FAI spans of the generation steered toward (with the question).")
     var anchorSpans: Int = 3
 
+    @Option(name: .long, help: "Adaptive masked pass: skip the masked context on tokens whose real top-1 probability is at least P.")
+    var skipMaskedAbove: Double?
+
     @Option(name: .long, help: "Most tokens to generate.")
     var maxTokens: Int = 768
 
@@ -49,6 +52,9 @@ struct DecodingOptions: ParsableArguments {
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") }
+        if let skipMaskedAbove, !(0...1).contains(skipMaskedAbove) {
+            throw ValidationError("--skip-masked-above must be a probability between 0 and 1")
+        }
         guard (0...32).contains(anchorSpans) else { throw ValidationError("--anchor-spans must be between 0 and 32") }
         for value in [omega, planOmega, stepOmega].compactMap({ $0 }) where !value.isFinite {
             throw ValidationError("ω must be a finite number")
@@ -70,5 +76,6 @@ struct DecodingOptions: ParsableArguments {
         request.anchors = anchors
         request.placeholder = placeholder
         request.anchorSpans = anchorSpans
+        request.steering.skipMaskedAbove = skipMaskedAbove
     }
 }

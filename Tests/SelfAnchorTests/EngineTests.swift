@@ -247,6 +247,24 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
         #expect(fourth.timings.promptDecodedN < fourth.timings.promptN / 3)
     }
 
+    @Test func adaptiveMaskedPassSkipsConfidentTokens() throws {
+        let always = try solve { $0.maxTokens = 60 }
+        let adaptive = try solve { $0.maxTokens = 60; $0.steering.skipMaskedAbove = 0.9 }
+        #expect(always.timings.maskedSkippedN == 0)
+        #expect(adaptive.timings.maskedSkippedN > 0, "some tokens are confident enough to skip")
+        #expect(adaptive.timings.maskedN < always.timings.maskedN, "skipped tokens are never decoded when the line ends first")
+        // Skipping every token is unsteered decoding, token for token.
+        let skipAll = try solve { $0.maxTokens = 40; $0.steering.skipMaskedAbove = 0 }
+        let unsteered = try solve { $0.maxTokens = 40; $0.steering = SteeringOptions(omega: 1) }
+        #expect(skipAll.text == unsteered.text)
+        #expect(skipAll.timings.maskedSkippedN >= skipAll.timings.predictedN)
+        // A threshold no token reaches steers every token (the masked context catches up each time).
+        let never = try solve { $0.maxTokens = 60; $0.steering.skipMaskedAbove = 1.01 }
+        #expect(never.timings.maskedSkippedN == 0)
+        #expect(never.timings.maskedN >= never.timings.predictedN)
+        #expect(never.text.hasPrefix("Plan 1:"))
+    }
+
     @Test func promptTooLongIsAClearError() {
         let long = String(repeating: "cows and sheep and goats ", count: 800)
         #expect(throws: DecoderError.self) { try solve { $0.question = long } }
