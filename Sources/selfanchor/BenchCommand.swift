@@ -92,9 +92,10 @@ struct BenchCommand: ParsableCommand {
     /// Plain greedy decoding, SPA (two sequences per batch), Self-Anchor and attention-anchor (Self-Anchor
     /// plus an attention-reading pass per line), each generating `tokens` tokens.
     func decoders() -> [(String, (Engine) throws -> Timings)] {
-        func solve(_ strategy: Strategy) -> (Engine) throws -> Timings {
+        func solve(_ strategy: Strategy, skipMaskedAbove: Double? = nil) -> (Engine) throws -> Timings {
             { engine in
                 var request = SolveRequest(question: Self.question, strategy: strategy)
+                request.steering.skipMaskedAbove = skipMaskedAbove
                 request.maxTokens = tokens
                 return try engine.solve(request).timings
             }
@@ -111,6 +112,7 @@ struct BenchCommand: ParsableCommand {
             ("plain greedy", generate([])),
             ("spa (question anchored)", generate([Self.question])),
             ("self-anchor", solve(.selfAnchor)),
+            ("self-anchor, adaptive masked (0.9)", solve(.selfAnchor, skipMaskedAbove: 0.9)),
             ("attention-anchor", solve(.attentionAnchor)),
         ]
     }
