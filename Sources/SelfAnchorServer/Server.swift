@@ -182,8 +182,11 @@ public final class Server: @unchecked Sendable {
                 }
             case Method.serverStatus:
                 reply(id, result: status())
+            case Method.exit, Method.initialized, Method.cancelRequest:
+                throw ResponseError(code: ErrorCode.invalidRequest, message: "\(method) is a notification: send it without an id")
             default:
-                throw ResponseError(code: ErrorCode.methodNotFound, message: "method not found: \(method)")
+                let name = method.count > 200 ? method.prefix(200) + "…" : method
+                throw ResponseError(code: ErrorCode.methodNotFound, message: "method not found: \(name)")
             }
         } catch {
             reply(id, error: error)
