@@ -30,6 +30,12 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Most requests waiting behind the running one.")
     var maxQueue: Int = 16
 
+    @Option(name: .long, help: "Largest options.maxTokens a request may ask for.")
+    var maxTokensLimit: Int = 8192
+
+    @Option(name: .long, help: "Largest options.maxSteps a request may ask for.")
+    var maxStepsLimit: Int = 64
+
     @Flag(name: .long, help: "Start without a model (load one with model/load).")
     var noModel = false
 
@@ -44,6 +50,8 @@ struct ServeCommand: ParsableCommand {
         }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be ≥ 0") }
+        guard maxTokensLimit >= 1 else { throw ValidationError("--max-tokens-limit must be at least 1") }
+        guard maxStepsLimit >= 1 else { throw ValidationError("--max-steps-limit must be at least 1") }
     }
 
     func run() throws {
@@ -68,6 +76,8 @@ struct ServeCommand: ParsableCommand {
         options.maxQueue = maxQueue
         options.maxMessageBytes = maxMessageBytes
         options.useMmap = mmap
+        options.limits.maxTokens = maxTokensLimit
+        options.limits.maxSteps = maxStepsLimit
 
         let writer = FrameWriter(descriptor: protocolDescriptor, framing: framing == .auto ? .lsp : framing)
         let exit = Exit()
