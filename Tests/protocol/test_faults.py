@@ -348,3 +348,24 @@ def test_eval_output_directory_full(tmp_path):
         assert (out / "summary.md").exists()
     finally:
         umount(out)
+
+
+# ---------------------------------------------------------------- security
+
+
+def test_daemon_opens_no_socket_and_only_the_model_file(model_copy):
+    daemon, _ = start(["--model", str(model_copy)])
+    try:
+        solve_ok(daemon, 2)
+        daemon.send({"jsonrpc": "2.0", "id": 3, "method": "model/load", "params": {"model": "test"}})
+        assert "result" in response(daemon, 3)
+        descriptors = pathlib.Path(f"/proc/{daemon.process.pid}/fd")
+        targets = [os.readlink(fd) for fd in descriptors.iterdir()]
+        assert not [t for t in targets if t.startswith("socket:")], targets
+        files = [t for t in targets if t.startswith("/") and not t.startswith(("/dev/", "/proc/"))]
+        # stderr's log file is the only regular file left open: the weights were read, not mapped or kept open.
+        assert files == [daemon.stderr.name] * len(files), targets
+        with open(f"/proc/{daemon.process.pid}/maps") as maps:
+            assert str(model_copy) not in maps.read(), "the model file is mapped"
+    finally:
+        daemon.kill()
