@@ -112,8 +112,9 @@ import Synchronization
 /// then leaves with `_exit` (every message already went out through unbuffered writes).
 final class Exit: @unchecked Sendable {
     private let started = Atomic<Bool>(false)
-    /// Set once, before any input is read.
-    var server: Server?
+    /// Set once, before any input is read. Weak: the server's output closure holds this object, and a
+    /// cycle would keep the server (and the model) alive past the end of `run`.
+    weak var server: Server?
 
     func now(_ code: Int32, because reason: String?, logger: Logger) {
         guard started.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
