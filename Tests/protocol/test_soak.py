@@ -3,6 +3,7 @@ then a cancellation storm (every other request cancelled at a random moment). Th
 soak is `scripts/soak.py` (minutes; numbers in the README)."""
 import importlib.util
 import json
+import os
 
 from conftest import ROOT, daemon_binary
 
@@ -12,8 +13,11 @@ spec.loader.exec_module(soak)
 
 
 def test_short_soak_and_cancellation_storm(capsys):
+    # Under AddressSanitizer (make test-asan) freed memory sits in ASan's quarantine, so RSS grows by
+    # design; the RSS bound is only checked on a plain build. The full soak checks < 5%.
+    growth = "1000" if "ASAN_OPTIONS" in os.environ else "10"
     code = soak.main(["--bin", daemon_binary(), "--solves", "30", "--warmup", "10", "--storm", "16",
-                      "--max-growth", "10", "--timeout", "60"])
+                      "--max-growth", growth, "--timeout", "60"])
     report = json.loads(capsys.readouterr().out)
     assert report["failures"] == [] and code == 0, report
     assert report["soak"]["answered"] == 30 and report["soak"]["stuck"] == 0 and report["soak"]["error_count"] == 0
