@@ -29,9 +29,11 @@ public struct FramingError: Error, Equatable, Sendable {
 
 /// Splits a byte stream into message bodies. Only frames bytes: it knows nothing of JSON.
 ///
-/// A message over `maxMessageBytes` is skipped as it streams past, never buffered whole, and the
-/// reader stays in step with the framing (lsp: it skips exactly Content-Length bytes; ndjson: up to
-/// the next newline). After a malformed lsp header it resynchronises at the next `Content-Length:`.
+/// A message over `maxMessageBytes` is never buffered whole. ndjson: it is skipped as it streams past,
+/// up to the next newline. lsp: a Content-Length over the limit is refused as soon as the header is
+/// read (cap and resync), and the reader skips to the next `Content-Length:`, so a bogus huge length
+/// cannot swallow the stream. After a malformed lsp header it also resynchronises at the next
+/// `Content-Length:`; a header followed directly by another header reports the first and keeps the second.
 public final class FrameReader {
     private let descriptor: Int32
     public let maxMessageBytes: Int
