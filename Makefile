@@ -8,7 +8,7 @@ SWIFT_TEST_FLAGS ?=
 QUESTION ?= Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $$2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?
 BIN := .build/release/selfanchor
 
-.PHONY: run test test-protocol test-clients test-tools setup setup-test deps llama models models-test build build-debug clean help
+.PHONY: run test test-protocol test-clients test-tools test-asan test-tsan fuzz soak setup setup-test deps llama models models-test build build-debug clean help
 
 help:
 	@echo "make run      set up, build release, solve a sample problem on the default model"
@@ -26,8 +26,34 @@ test: setup-test test-tools
 	$(MAKE) test-clients
 
 # Conformance: the real daemon over pipes, both framings, every message checked against Protocol/schema.
+DAEMON_BIN ?= $(CURDIR)/.build/debug/selfanchor
 test-protocol: test-tools
-	cd Tests/protocol && SELFANCHOR_BIN=$(CURDIR)/.build/debug/selfanchor ../../.venv/bin/python -m pytest -q
+	cd Tests/protocol && SELFANCHOR_BIN=$(DAEMON_BIN) ../../.venv/bin/python -m pytest -q
+
+# The Swift tests and the protocol tests (real daemon) under AddressSanitizer / ThreadSanitizer, each in
+# its own build directory. Slow: a full instrumented build. Suppressions: scripts/sanitizers/.
+test-asan: setup-test test-tools
+	$(SWIFT) build --build-tests --sanitize=address --build-path .build-asan
+	ASAN_OPTIONS=$(ASAN_OPTIONS_TEST) LSAN_OPTIONS=$(LSAN_OPTIONS_TEST) $(SWIFT) test --sanitize=address --build-path .build-asan
+	ASAN_OPTIONS=$(ASAN_OPTIONS_TEST) LSAN_OPTIONS=$(LSAN_OPTIONS_TEST) $(MAKE) test-protocol DAEMON_BIN=$(CURDIR)/.build-asan/debug/selfanchor
+
+test-tsan: setup-test test-tools
+	$(SWIFT) build --build-tests --sanitize=thread --build-path .build-tsan
+	TSAN_OPTIONS=$(TSAN_OPTIONS_TEST) $(SWIFT) test --sanitize=thread --build-path .build-tsan
+	TSAN_OPTIONS=$(TSAN_OPTIONS_TEST) $(MAKE) test-protocol DAEMON_BIN=$(CURDIR)/.build-tsan/debug/selfanchor
+
+ASAN_OPTIONS_TEST ?= halt_on_error=1:detect_leaks=1
+LSAN_OPTIONS_TEST ?= suppressions=$(CURDIR)/scripts/sanitizers/lsan.supp:print_suppressions=0
+TSAN_OPTIONS_TEST ?= halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/scripts/sanitizers/tsan.supp
+
+# libFuzzer + ASan over framing, JSON, JSON-RPC and params decoding (FUZZ_SECONDS, default 60).
+FUZZ_SECONDS ?= 60
+fuzz: setup-test
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# 1000 solves and a cancellation storm through one daemon; prints RSS growth, requests/s, stuck count.
+soak: setup-test build-debug
+	.venv/bin/python scripts/soak.py
 
 test-tools: llama
 	@.venv/bin/python -c 'import pytest, jsonschema, nbclient, nbformat, ipykernel' 2>/dev/null \
@@ -64,4 +90,4 @@ build-debug: deps llama
 	$(SWIFT) build --product selfanchor
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-asan .build-tsan .build-fuzz

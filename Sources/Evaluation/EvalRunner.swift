@@ -131,12 +131,16 @@ final class AppendFile {
     deinit { close(descriptor) }
 
     func append(_ text: String) throws {
+        let start = lseek(descriptor, 0, SEEK_END)
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
             let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             if written < 0 {
                 if errno == EINTR { continue }
-                throw DatasetError(description: "cannot write \(path): \(String(cString: strerror(errno)))")
+                let reason = String(cString: strerror(errno))
+                // A full disk fails mid-record: cut the file back, so no half-written line is left.
+                if start >= 0 { _ = ftruncate(descriptor, start) }
+                throw DatasetError(description: "cannot write \(path): \(reason)")
             }
             bytes = bytes.dropFirst(written)
         }
@@ -162,8 +166,15 @@ public func writeText(_ text: String, to path: String) throws {
     let temporary = path + ".tmp"
     let file = try AppendFile(path: temporary)
     _ = ftruncate(file.descriptor, 0)
-    try file.append(text)
-    guard rename(temporary, path) == 0 else { throw DatasetError(description: "cannot write \(path): \(String(cString: strerror(errno)))") }
+    do { try file.append(text) } catch {
+        unlink(temporary)
+        throw error
+    }
+    guard rename(temporary, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw DatasetError(description: "cannot write \(path): \(reason)")
+    }
 }
 
 func makeDirectory(_ path: String) throws {

@@ -29,9 +29,11 @@ public struct FramingError: Error, Equatable, Sendable {
 
 /// Splits a byte stream into message bodies. Only frames bytes: it knows nothing of JSON.
 ///
-/// A message over `maxMessageBytes` is skipped as it streams past, never buffered whole, and the
-/// reader stays in step with the framing (lsp: it skips exactly Content-Length bytes; ndjson: up to
-/// the next newline). After a malformed lsp header it resynchronises at the next `Content-Length:`.
+/// A message over `maxMessageBytes` is never buffered whole. ndjson: it is skipped as it streams past,
+/// up to the next newline. lsp: a Content-Length over the limit is refused as soon as the header is
+/// read (cap and resync), and the reader skips to the next `Content-Length:`, so a bogus huge length
+/// cannot swallow the stream. After a malformed lsp header it also resynchronises at the next
+/// `Content-Length:`; a header followed directly by another header reports the first and keeps the second.
 public final class FrameReader {
     private let descriptor: Int32
     public let maxMessageBytes: Int
@@ -128,7 +130,11 @@ public final class FrameReader {
                 var line = Array(buffer[position..<newline])
                 position = newline + 1
                 if line.last == 0x0D { line.removeLast() }
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return nextLine() }
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
+                    // A blank line: skip it (in a loop, not by recursion: a client may send millions).
+                    scanned = 0
+                    continue
+                }
                 if line.count > maxMessageBytes { return .error(tooLarge(line.count)) }
                 return .message(line)
             }
@@ -187,7 +193,7 @@ public final class FrameReader {
             }
             if headerEnd != nil { break }
             if available > Self.maxHeaderBytes {
-                return resync(FramingError(kind: .badHeader, message: "no end of header within \(Self.maxHeaderBytes) bytes"))
+                return resync(after: position, FramingError(kind: .badHeader, message: "no end of header within \(Self.maxHeaderBytes) bytes"))
             }
             scanned = max(0, available - 2)
             if !fill() {
@@ -195,31 +201,59 @@ public final class FrameReader {
                 return .error(FramingError(kind: .truncated, message: "the stream ended inside a message header"))
             }
         }
+        // `position` has stayed at the header's start while `fill` may have moved the buffer.
+        let headerStart = position
+        if headerEnd!.end - headerStart > Self.maxHeaderBytes {
+            return resync(after: headerStart, FramingError(kind: .badHeader, message: "no end of header within \(Self.maxHeaderBytes) bytes"))
+        }
         let header = String(decoding: buffer[position..<headerEnd!.end], as: UTF8.self)
         var length: Int?
         for line in header.split(whereSeparator: \.isNewline) {
-            guard let colon = line.firstIndex(of: ":") else {
-                position = headerEnd!.next
-                return resync(FramingError(kind: .badHeader, message: "malformed header line \"\(line.prefix(80))\" (expected Content-Length: N)"))
+            guard let colon = line.firstIndex(of: ":"), colon > line.startIndex,
+                  line[..<colon].utf8.allSatisfy(Self.isTokenByte)
+            else {
+                // Not a header: resynchronise from just past where this header block began, so a
+                // Content-Length further on in the same block (a body sent without a header, then a
+                // proper message) is still found.
+                return resync(after: headerStart,
+                              FramingError(kind: .badHeader, message: "malformed header line \"\(line.prefix(80))\" (expected Content-Length: N)"))
             }
-            let name = line[..<colon].lowercased().trimmingCharacters
+            let name = line[..<colon].lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters
             if name == "content-length" {
-                guard let parsed = Int(value), parsed >= 0 else {
+                guard let parsed = Int(value), parsed >= 0, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                    // The block had a Content-Length line: skip the whole block, not just into it.
                     position = headerEnd!.next
                     return resync(FramingError(kind: .badHeader, message: "invalid Content-Length \"\(value.prefix(40))\""))
+                }
+                if let length, length != parsed {
+                    position = headerEnd!.next
+                    return resync(FramingError(kind: .badHeader, message: "conflicting Content-Length headers (\(length) and \(parsed))"))
                 }
                 length = parsed
             }
         }
         position = headerEnd!.next
         guard let length else {
-            return resync(FramingError(kind: .badHeader, message: "header without Content-Length"))
+            return resync(after: headerStart, FramingError(kind: .badHeader, message: "header without Content-Length"))
         }
         if length > maxMessageBytes {
-            let skipped = skip(length)
-            return .error(skipped ? tooLarge(length)
-                : FramingError(kind: .truncated, message: "the stream ended inside a message body of \(length) bytes"))
+            // Cap and resync: a length over the limit is refused at once, without waiting for (or
+            // trusting) that many bytes; whatever body follows is dropped up to the next header.
+            needsResync = true
+            return .error(FramingError(kind: .tooLarge, message: "Content-Length \(length) exceeds the limit of \(maxMessageBytes) bytes; "
+                                          + "the body is skipped up to the next Content-Length header"))
+        }
+        // A header followed directly by another header: the body never came. Refuse it and keep the
+        // next header, rather than reading the next message as this one's body.
+        let needle = Self.contentLengthNeedle
+        if length >= needle.count {
+            while available < needle.count {
+                if !fill() { break }
+            }
+            if available >= needle.count, Self.matchesNeedle(buffer, at: position) {
+                return .error(FramingError(kind: .badHeader, message: "a header of \(length) bytes was followed by another header instead of its body"))
+            }
         }
         while available < length {
             if !fill() {
@@ -233,6 +267,31 @@ public final class FrameReader {
         return .message(body)
     }
 
+    /// RFC 9110 token characters, the only ones allowed in a header name.
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
+        default: return Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+        }
+    }
+
+    private static let contentLengthNeedle = Array("content-length:".utf8)
+
+    /// Whether "Content-Length:" (any case) starts at `index`; the caller ensures the bytes are there.
+    private static func matchesNeedle(_ buffer: [UInt8], at index: Int) -> Bool {
+        for (offset, byte) in contentLengthNeedle.enumerated() where buffer[index + offset] | 0x20 != byte | 0x20 {
+            return false
+        }
+        return true
+    }
+
+    /// After a bad header block that began at `start`: report it now, and on the next read skip to the
+    /// next "Content-Length:" after that point.
+    private func resync(after start: Int, _ error: FramingError) -> Frame {
+        position = start + 1
+        return resync(error)
+    }
+
     /// After a bad header: report it now, and skip to the next "Content-Length:" on the next read.
     private func resync(_ error: FramingError) -> Frame {
         needsResync = true
@@ -241,16 +300,11 @@ public final class FrameReader {
 
     /// Drops bytes up to the next "Content-Length:" (case-insensitive), or to the end of the stream.
     private func skipToNextHeader() {
-        let needle = Array("content-length:".utf8)
+        let needle = Self.contentLengthNeedle
         while true {
             var index = position
             while index + needle.count <= buffer.count {
-                var matched = true
-                for offset in 0..<needle.count where buffer[index + offset] | 0x20 != needle[offset] | 0x20 {
-                    matched = false
-                    break
-                }
-                if matched {
+                if Self.matchesNeedle(buffer, at: index) {
                     position = index
                     return
                 }

@@ -28,6 +28,12 @@ public struct ParamsReader {
 
     func field(_ key: String) -> String { "\(path).\(key)" }
 
+    /// JSON allows "\u0000" in strings, but llama.cpp reads prompts as C strings and would cut them
+    /// there silently; refuse it instead.
+    static func rejectNUL(_ text: String, _ field: String) throws(ResponseError) {
+        if text.utf8.contains(0) { throw invalid(field, "must not contain NUL characters (\\u0000)") }
+    }
+
     /// Fails on any member not in `known` (a misspelt option should not be ignored silently).
     public func rejectUnknown(_ known: Set<String>) throws(ResponseError) {
         for key in object.keys where !known.contains(key) {
@@ -41,6 +47,7 @@ public struct ParamsReader {
             return nil
         }
         guard case .string(let text) = value else { throw Self.invalid(field(key), "a string", got: value) }
+        try Self.rejectNUL(text, field(key))
         if nonEmpty && text.trimmingCharacters(" \n\t\r").isEmpty { throw Self.invalid(field(key), "must not be empty") }
         return text
     }
@@ -77,6 +84,7 @@ public struct ParamsReader {
             guard case .string(let text) = element else {
                 throw Self.invalid("\(field(key))[\(index)]", "a string", got: element)
             }
+            try Self.rejectNUL(text, "\(field(key))[\(index)]")
             result.append(text)
         }
         return result

@@ -19,6 +19,9 @@ public struct ServerOptions: Sendable {
     public var contextSize = 4096
     public var threads = 0
     public var gpuLayers = 0
+    /// Map the weights instead of reading them into memory. Off by default: a mapped file that is
+    /// truncated or rewritten while loaded kills the process with SIGBUS on the next decode.
+    public var useMmap = false
     /// Requests waiting behind the running one, at most.
     public var maxQueue = 16
     public var maxMessageBytes = 16 << 20
@@ -186,8 +189,11 @@ public final class Server: @unchecked Sendable {
                 }
             case Method.serverStatus:
                 reply(id, result: status())
+            case Method.exit, Method.initialized, Method.cancelRequest:
+                throw ResponseError(code: ErrorCode.invalidRequest, message: "\(method) is a notification: send it without an id")
             default:
-                throw ResponseError(code: ErrorCode.methodNotFound, message: "method not found: \(method)")
+                let name = method.count > 200 ? method.prefix(200) + "…" : method
+                throw ResponseError(code: ErrorCode.methodNotFound, message: "method not found: \(name)")
             }
         } catch {
             reply(id, error: error)
@@ -285,6 +291,13 @@ public final class Server: @unchecked Sendable {
             return !job.answered
         }
         if first { answer() }
+    }
+
+    /// Cancels every request in flight, as `$/cancelRequest` would (used when the client is gone or
+    /// the daemon is exiting): queued ones never start, the running one stops within one decode step.
+    public func cancelAll() {
+        let ids = state.withLock { $0.jobs.filter { !$0.answered }.map(\.id) }
+        for id in ids { cancel(id) }
     }
 
     private func cancel(_ id: RequestID) {
@@ -413,7 +426,8 @@ public final class Server: @unchecked Sendable {
     {
         let path = ModelCatalog.path(for: params.model)
         do {
-            let model = try LlamaModel(path: path, gpuLayers: Int32(params.gpuLayers ?? options.gpuLayers), progress: progress)
+            let model = try LlamaModel(path: path, gpuLayers: Int32(params.gpuLayers ?? options.gpuLayers),
+                                       useMmap: options.useMmap, progress: progress)
             var contextOptions = Engine.defaultContextOptions
             contextOptions.contextSize = params.contextSize ?? options.contextSize
             contextOptions.threads = params.threads ?? options.threads

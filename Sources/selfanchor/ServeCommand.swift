@@ -30,8 +30,17 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Most requests waiting behind the running one.")
     var maxQueue: Int = 16
 
+    @Option(name: .long, help: "Largest options.maxTokens a request may ask for.")
+    var maxTokensLimit: Int = 8192
+
+    @Option(name: .long, help: "Largest options.maxSteps a request may ask for.")
+    var maxStepsLimit: Int = 64
+
     @Flag(name: .long, help: "Start without a model (load one with model/load).")
     var noModel = false
+
+    @Flag(name: .long, help: "Memory-map model files instead of reading them (faster load, shared page cache; but a model file truncated while loaded crashes the daemon with SIGBUS).")
+    var mmap = false
 
     @OptionGroup var modelOptions: ModelOptions
 
@@ -41,6 +50,8 @@ struct ServeCommand: ParsableCommand {
         }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be ≥ 0") }
+        guard maxTokensLimit >= 1 else { throw ValidationError("--max-tokens-limit must be at least 1") }
+        guard maxStepsLimit >= 1 else { throw ValidationError("--max-steps-limit must be at least 1") }
     }
 
     func run() throws {
@@ -64,13 +75,25 @@ struct ServeCommand: ParsableCommand {
         options.gpuLayers = Int(modelOptions.gpuLayers)
         options.maxQueue = maxQueue
         options.maxMessageBytes = maxMessageBytes
+        options.useMmap = mmap
+        options.limits.maxTokens = maxTokensLimit
+        options.limits.maxSteps = maxStepsLimit
 
         let writer = FrameWriter(descriptor: protocolDescriptor, framing: framing == .auto ? .lsp : framing)
+        let exit = Exit()
+        let logger = Logger(label: "selfanchor.serve")
         let server = Server(options: options, output: { message in
-            writer.write(message.jsonValue.serializedBytes())
+            if !writer.write(message.jsonValue.serializedBytes()) {
+                // The client closed our stdout: nobody can read the answers, so stop decoding for nobody.
+                // Not on this thread: it may be the engine thread, which must go on to see the cancellation.
+                DispatchQueue.global().async {
+                    exit.now(1, because: "writing to stdout failed: the client closed the protocol stream; cancelling what is in flight and exiting", logger: logger)
+                }
+            }
         }, exit: { code in
-            Glibc.exit(code)
+            exit.now(code, because: nil, logger: logger)
         })
+        exit.server = server
         server.start()
         let reader = FrameReader(descriptor: 0, framing: framing, maxMessageBytes: maxMessageBytes)
         StdioConnection.run(reader: reader, writer: writer, server: server)
@@ -79,7 +102,35 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
+import Dispatch
 import Llama
+import SelfAnchorServer
+import Synchronization
+
+/// Ends the daemon once, from whichever thread asks first: cancels what is in flight, gives the
+/// engine thread a moment to stop at its next decode step (so llama.cpp is not torn down mid-decode),
+/// then leaves with `_exit` (every message already went out through unbuffered writes).
+final class Exit: @unchecked Sendable {
+    private let started = Atomic<Bool>(false)
+    /// Set once, before any input is read. Weak: the server's output closure holds this object, and a
+    /// cycle would keep the server (and the model) alive past the end of `run`.
+    weak var server: Server?
+
+    func now(_ code: Int32, because reason: String?, logger: Logger) {
+        guard started.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
+        if let reason { logger.error("\(reason)") }
+        if let server {
+            server.cancelAll()
+            let drained = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                server.drain()
+                drained.signal()
+            }
+            if drained.wait(timeout: .now() + 5) == .timedOut { logger.warning("the engine did not stop within 5 s; exiting anyway") }
+        }
+        _exit(code)
+    }
+}
 
 /// Reads frames from stdin and hands decoded messages to the server; answers what cannot be decoded.
 enum StdioConnection {

@@ -84,6 +84,47 @@ import JSONRPCTransport
         let truncated = frames(Array("Content-Length: 10\r\n\r\n{}".utf8), framing: .lsp)
         if case .error(let error) = truncated[0] { #expect(error.kind == .truncated) } else { Issue.record("no error") }
     }
+
+    func kinds(_ frames: [Frame]) -> [String] {
+        frames.map { frame in
+            switch frame {
+            case .message(let bytes): String(decoding: bytes, as: UTF8.self)
+            case .error(let error): "\(error.kind)"
+            case .end: "end"
+            }
+        }
+    }
+
+    @Test func hugeContentLengthIsRefusedAtOnceAndTheReaderResyncs() {
+        // Cap and resync: no waiting for 10^12 bytes; the next header is found.
+        let wire = Array("Content-Length: 1000000000000\r\n\r\n{\"partial\":Content-Length: 2\r\n\r\n{}".utf8)
+        #expect(kinds(frames(wire, framing: .lsp)) == ["tooLarge", "{}", "end"])
+    }
+
+    @Test func headerWithoutBodyKeepsTheNextHeader() {
+        let wire = Array("Content-Length: 40\r\n\r\nContent-Length: 2\r\n\r\n{}".utf8)
+        #expect(kinds(frames(wire, framing: .lsp)) == ["badHeader", "{}", "end"])
+    }
+
+    @Test func bodyWithoutHeaderThenAFramedMessage() {
+        for separator in ["", "\n", "\r\n\r\n"] {
+            let wire = Array("{\"a\":1}\(separator)Content-Length: 2\r\n\r\n{}".utf8)
+            #expect(kinds(frames(wire, framing: .lsp)) == ["badHeader", "{}", "end"], "separator \(separator.debugDescription)")
+        }
+    }
+
+    @Test func conflictingOrNonDecimalLengthsSkipTheWholeBlock() {
+        for header in ["Content-Length: 5\r\nContent-Length: 6", "Content-Length: +2", "Content-Length: 0x2", "Content-Length: 99999999999999999999999"] {
+            let wire = Array("\(header)\r\n\r\nContent-Length: 2\r\n\r\n{}".utf8)
+            #expect(kinds(frames(wire, framing: .lsp)) == ["badHeader", "{}", "end"], "\(header)")
+        }
+    }
+
+    @Test func anOverlongHeaderIsReportedOnce() {
+        let wire = Array("Content-Length: 2\r\nX-Junk: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 9000)
+            + Array("\r\n\r\nContent-Length: 2\r\n\r\n{}".utf8)
+        #expect(kinds(frames(wire, framing: .lsp, limit: 1024)) == ["badHeader", "{}", "end"])
+    }
 }
 
 @Suite(.serialized) struct InProcessServerTests {
