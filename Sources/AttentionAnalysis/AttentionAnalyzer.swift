@@ -56,8 +56,7 @@ public enum AttentionAnalyzer {
         tracker.reset(responseStart: prompt.count)
         try tracker.update(to: prompt + response, responseStart: prompt.count)
         let metrics = tracker.metrics()
-        let (seconds, attoseconds) = (clock.now - start).components
-        let elapsed = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        let elapsed = (clock.now - start).milliseconds
 
         var decoder = UTF8StreamDecoder()
         var tokens: [TokenAttention] = []

@@ -284,22 +284,17 @@ final class DecodingRun {
         result.timings.promptN = realPrompt.count
         result.timings.promptDecodedN = cache.decodedCounts[Int(Engine.realSequence)]
             + cache.decodedCounts[Int(Engine.promptCacheSequence)]
-        result.timings.promptMs = milliseconds(clock.now - start)
+        result.timings.promptMs = (clock.now - start).milliseconds
         generationStart = clock.now
     }
 
     private func finishTimings() {
-        if let generationStart { result.timings.predictedMs = milliseconds(clock.now - generationStart) }
+        if let generationStart { result.timings.predictedMs = (clock.now - generationStart).milliseconds }
         result.timings.maskedN = cache.decodedCounts.enumerated()
             .filter { $0.offset == Int(Engine.questionMaskedSequence) || $0.offset == Int(Engine.planMaskedSequence) }
             .reduce(0) { $0 + $1.element }
         let tail = textDecoder.finish()
         result.text += tail
-    }
-
-    private func milliseconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
     }
 
     // MARK: Tokens and text

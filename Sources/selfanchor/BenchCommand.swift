@@ -83,7 +83,7 @@ struct BenchCommand: ParsableCommand {
             if first == nil, case .delta = event { first = clock.now - start }
         }
         let elapsed = first ?? (clock.now - start)
-        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        return elapsed.milliseconds
     }
 
     static let question =
@@ -139,7 +139,7 @@ struct BenchCommand: ParsableCommand {
             try context.decode(batch)
         }
         let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.milliseconds / 1000
         return Double(tokens) / seconds
     }
 

@@ -106,7 +106,7 @@ final class ProgressBar {
         let width = 30
         let filled = Int(fraction * Double(width))
         let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.milliseconds / 1000
         let fresh = done - (firstDone ?? 0)
         var eta = "--"
         if fresh > 0 {
