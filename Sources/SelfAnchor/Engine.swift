@@ -106,21 +106,16 @@ public final class Engine: @unchecked Sendable {
             case .selfAnchor, .attentionAnchor:
                 try run.selfAnchor(request)
             case .plain, .cot, .psPlus, .re2:
-                let messages: [ChatMessage] = [
-                    .system(Prompts.baselineSystem(task: request.task)),
-                    .user(Prompts.userMessage(strategy: request.strategy, question: request.question)),
-                ]
-                try run.freeText(messages: messages, masked: nil, assistantPrefix: Prompts.assistantPrefix(strategy: request.strategy),
+                let (messages, prefix) = Prompts.conversation(strategy: request.strategy, question: request.question,
+                                                              task: request.task)
+                try run.freeText(messages: messages, masked: nil, assistantPrefix: prefix,
                                  omega: 1, modulation: false, maxTokens: request.maxTokens, task: request.task)
             case .spa:
-                let messages: [ChatMessage] = [
-                    .system(Prompts.baselineSystem(task: request.task)),
-                    .user(Prompts.userMessage(strategy: .spa, question: request.question)),
-                ]
+                let (messages, prefix) = Prompts.conversation(strategy: .spa, question: request.question, task: request.task)
                 let anchors = request.anchors.isEmpty ? [request.question] : request.anchors
                 let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder)
                 run.skipMaskedAbove = request.steering.skipMaskedAbove
-                try run.freeText(messages: messages, masked: masked, assistantPrefix: Prompts.assistantPrefix(strategy: .cot),
+                try run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
                                  omega: request.steering.stepOmega, modulation: request.steering.modulation,
                                  maxTokens: request.maxTokens, task: request.task)
             }

@@ -22,8 +22,6 @@ public enum Strategy: String, Sendable, CaseIterable {
     /// Whether the decoder runs a masked context beside the real one.
     public var isSteered: Bool { self == .spa || self == .selfAnchor || self == .attentionAnchor }
 
-    /// Whether the output is Self-Anchor's alternating plan and step lines.
-    public var isStepwise: Bool { self == .selfAnchor || self == .attentionAnchor }
 }
 
 /// The exact prompt text of each strategy.
@@ -54,12 +52,13 @@ public enum Prompts {
     public static func selfAnchorMessages(question: String, task: TaskType, placeholder: String)
         -> (real: [ChatMessage], masked: [ChatMessage])
     {
-        let system = ChatMessage.system(selfAnchorSystem(task: task))
-        let user = userMessage(strategy: .selfAnchor, question: question)
-        return ([system, .user(user)], [system, .user(user.replacing(question, with: placeholder))])
+        let real = conversation(strategy: .selfAnchor, question: question, task: task).messages
+        let masked = real.map { $0.role == "user" ? ChatMessage.user($0.content.replacing(question, with: placeholder)) : $0 }
+        return (real, masked)
     }
 
-    /// The conversation and assistant prefix a strategy's real (unmasked) context starts from.
+    /// The conversation and assistant prefix a strategy's real (unmasked) context starts from: what the
+    /// decoder sends, and what `analyze` rebuilds for a saved solve.
     public static func conversation(strategy: Strategy, question: String, task: TaskType)
         -> (messages: [ChatMessage], assistantPrefix: String)
     {

@@ -252,7 +252,7 @@ struct AnalyzeCommand: ParsableCommand {
     static func summary(_ report: AttentionReportData) -> String {
         let metrics = report.metrics
         func shown(_ token: TokenAttention) -> String {
-            "\"" + token.text.replacingOccurrences("\n", with: "\\n") + "\"@\(token.index)"
+            "\"" + token.text.replacing("\n", with: "\\n") + "\"@\(token.index)"
         }
         var text = "model: \(report.model)\n"
         text += "layers: \(report.layers.map(String.init).joined(separator: ", ")) "
@@ -268,11 +268,5 @@ struct AnalyzeCommand: ParsableCommand {
         text += "took \(Int(report.elapsedMs)) ms"
         if let peak = report.peakResidentBytes { text += "; peak RSS \(peak / 1_048_576) MB" }
         return text + "\n"
-    }
-}
-
-extension String {
-    fileprivate func replacingOccurrences(_ target: String, with replacement: String) -> String {
-        replacing(target, with: replacement)
     }
 }
