@@ -8,13 +8,14 @@ SWIFT_TEST_FLAGS ?=
 QUESTION ?= Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $$2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?
 BIN := .build/release/selfanchor
 
-.PHONY: run test test-protocol test-clients test-tools test-asan test-tsan fuzz soak setup setup-test deps llama models models-test build build-debug clean help
+.PHONY: run test test-protocol test-clients test-tools test-asan test-tsan fuzz soak bench setup setup-test deps llama models models-test build build-debug clean help
 
 help:
 	@echo "make run      set up, build release, solve a sample problem on the default model"
 	@echo "make test     set up, run the test suite on the test model"
 	@echo "make setup    install system packages, llama.cpp and both models (idempotent)"
 	@echo "make build    release build of .build/release/selfanchor"
+	@echo "make bench    speed and memory ratios on the default model"
 
 run: setup build
 	$(BIN) solve --model default "$(QUESTION)"
@@ -52,6 +53,13 @@ fuzz: setup-test
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # 1000 solves and a cancellation storm through one daemon; prints RSS growth, requests/s, stuck count.
+# Speed and memory on the default model, side by side in one run (ratios; see the README's table):
+# decoders against plain greedy, the prompt cache, concurrent requests, model load; then 100 requests
+# through the daemon, four at a time, and its RSS against model file + KV cache + 150 MB.
+bench: setup build
+	$(BIN) bench --model default
+	$(PYTHON) scripts/soak.py --bin $(BIN) --model default --solves 100 --warmup 10 --storm 0 --max-tokens 32 --threads 0
+
 soak: setup-test build-debug
 	.venv/bin/python scripts/soak.py
 

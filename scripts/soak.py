@@ -4,8 +4,9 @@
     scripts/soak.py [--bin .build/debug/selfanchor] [--solves 1000] [--storm 200] [--max-tokens 8]
 
 1. Soak: `--solves` solves (short `--max-tokens`, strategies in rotation, `--pipeline` in flight at a
-   time) through one daemon. The daemon's RSS is read from /proc after `--warmup` solves and at the
-   end; growth must stay under `--max-growth` percent.
+   time, decoding together up to `--parallel`) through one daemon. The daemon's RSS is read from /proc
+   after `--warmup` solves and at the end; growth must stay under `--max-growth` percent, and the end
+   RSS under the model file + the KV cache (both from server/status) + `--memory-budget-mb`.
 2. Storm: `--storm` solves sent back to back; every other one is cancelled at a random moment (before
    it starts, during prompt processing, or while decoding). Every request must get exactly one answer
    (a result, or -32800 for a cancelled one), and the daemon must end with nothing in flight.
@@ -123,6 +124,7 @@ def soak(client, solves, warmup, pipeline, max_tokens, timeout):
         "rss_after_warmup_bytes": rss_warm, "rss_end_bytes": rss_end,
         "rss_growth_percent": round(100.0 * (rss_end - rss_warm) / rss_warm, 2) if rss_warm else None,
         "served": status["served"],
+        "model_bytes": status["memory"].get("modelBytes"), "kv_cache_bytes": status["memory"].get("kvCacheBytes"),
     }
 
 
@@ -209,9 +211,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="the daemon's --threads (1 keeps it steady on a shared machine)")
     parser.add_argument("--max-growth", type=float, default=5.0, help="allowed RSS growth after warm-up, percent")
+    parser.add_argument("--memory-budget-mb", type=float, default=150,
+                        help="RSS at the end of the soak may exceed the model file plus the KV cache by this much")
+    parser.add_argument("--parallel", type=int, default=4, help="the daemon's --parallel")
     parser.add_argument("--timeout", type=float, default=120, help="seconds without any message before a request counts as stuck")
     args = parser.parse_args(argv)
-    client = Client(args.bin, ["--model", args.model, "--max-queue", "1000", "--threads", str(args.threads)])
+    client = Client(args.bin, ["--model", args.model, "--max-queue", "1000", "--threads", str(args.threads),
+                               "--parallel", str(args.parallel)])
     report = {"binary": args.bin, "model": args.model}
     try:
         client.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"processId": os.getpid()}})
@@ -234,6 +240,12 @@ def main(argv=None):
             failures.append("soak: unanswered, stuck or failed requests")
         if s["rss_growth_percent"] is not None and s["rss_growth_percent"] >= args.max_growth:
             failures.append(f"soak: RSS grew {s['rss_growth_percent']}% (limit {args.max_growth}%)")
+        if s["model_bytes"] and s["kv_cache_bytes"] is not None:
+            budget = s["model_bytes"] + s["kv_cache_bytes"] + int(args.memory_budget_mb * 2**20)
+            s["rss_budget_bytes"] = budget
+            s["rss_over_model_and_kv_mb"] = round((s["rss_end_bytes"] - s["model_bytes"] - s["kv_cache_bytes"]) / 2**20, 1)
+            if s["rss_end_bytes"] > budget:
+                failures.append(f"soak: RSS {s['rss_end_bytes']} exceeds model file + KV cache + {args.memory_budget_mb} MB = {budget}")
     if "storm" in report:
         s = report["storm"]
         if s["unanswered"] or s["problems"] or s["in_flight_after"] or s["queue_waiting_after"]:

@@ -17,9 +17,9 @@ public struct EvalRecord: Sendable, Equatable {
     public var steps: Int
 }
 
-/// Runs every strategy on every item with one loaded engine, appending one JSON line per
-/// (item, strategy) to `<out>/results.jsonl` as soon as it is done, so a rerun resumes where the
-/// last one stopped (a half-written last line is ignored and overwritten).
+/// Runs every strategy on every item with one loaded engine, several at once, appending one JSON line
+/// per (item, strategy) to `<out>/results.jsonl` as soon as it is done (in the order they finish), so a
+/// rerun resumes where the last one stopped (a half-written last line is ignored and overwritten).
 public final class EvalRunner {
     public let engine: Engine
     public let items: [EvalItem]
@@ -52,49 +52,73 @@ public final class EvalRunner {
 
     static func key(_ id: String, _ strategy: String) -> String { id + "\u{1F}" + strategy }
 
-    /// Runs what is missing; `progress(done, total, resumed)` after each record. Returns all records.
-    public func run(cancellation: CancellationFlag, progress: (Int, Int, Int) -> Void) throws -> [EvalRecord] {
+    /// Runs what is missing, `parallel` requests at once (batched by the engine; at most its slots);
+    /// `progress(done, total, resumed)` after each record. Returns all records.
+    public func run(parallel: Int = 1, cancellation: CancellationFlag, progress: (Int, Int, Int) -> Void) throws
+        -> [EvalRecord]
+    {
         try makeDirectory(directory)
-        var records = try existingRecords()
+        let existing = try existingRecords()
         let file = try AppendFile(path: resultsPath)
         let total = items.count * strategies.count
-        let resumed = records.count
-        var done = items.reduce(0) { count, item in
-            count + strategies.filter { records[Self.key(item.id, $0.rawValue)] != nil }.count
+        let work = items.flatMap { item in
+            strategies.filter { existing[Self.key(item.id, $0.rawValue)] == nil }.map { (item: item, strategy: $0) }
         }
-        progress(done, total, resumed)
-        for item in items {
-            for strategy in strategies where records[Self.key(item.id, strategy.rawValue)] == nil {
-                if cancellation.isCancelled { return ordered(records) }
-                var request = SolveRequest(question: item.question, strategy: strategy, task: item.task)
-                configure(&request)
-                let result: SolveResult
-                do {
-                    result = try engine.solve(request, cancellation: cancellation)
-                } catch {
-                    // (Pattern catch clauses here crash Swift 6.3.1's SILGen: switch instead.)
-                    switch error {
-                    case .cancelled: return ordered(records)
-                    case .promptTooLong(let tokens, let capacity):
-                        throw DatasetError(description: "item \(item.id): the prompt needs \(tokens) tokens, the context holds \(capacity); use --context-size")
-                    default: throw DatasetError(description: "item \(item.id): \(error)")
-                    }
+        var state = (records: existing, next: 0, done: total - work.count, failure: nil as (any Error)?)
+        let resumed = existing.count
+        progress(state.done, total, resumed)
+        let lock = ConditionLock()
+        let workers = max(1, min(parallel, engine.parallel, work.count))
+        runConcurrently(workers) { _ in
+            while true {
+                let index = lock.withLock { () -> Int? in
+                    guard state.failure == nil, !cancellation.isCancelled, state.next < work.count else { return nil }
+                    defer { state.next += 1 }
+                    return state.next
                 }
-                let correct = AnswerExtractor.matches(result.answer?.extracted, reference: item.reference, task: item.task)
-                let line: JSONValue = [
-                    "id": .string(item.id), "strategy": .string(strategy.rawValue), "task": .string(item.task.rawValue),
-                    "question": .string(item.question), "reference": .string(item.reference),
-                    "extracted": result.answer?.extracted.map(JSONValue.string) ?? .null, "correct": .bool(correct),
-                    "steps_n": .int(result.steps.count), "result": result.jsonValue,
-                ]
-                try file.append(line.serialized() + "\n")
-                let record = EvalRecord(line)!
-                records[Self.key(item.id, strategy.rawValue)] = record
-                done += 1
-                progress(done, total, resumed)
+                guard let index else { return }
+                do {
+                    guard let line = try solve(work[index].item, work[index].strategy, cancellation: cancellation) else { return }
+                    try lock.withLock {
+                        try file.append(line.serialized() + "\n")
+                        let record = EvalRecord(line)!
+                        state.records[Self.key(record.id, record.strategy)] = record
+                        state.done += 1
+                        progress(state.done, total, resumed)
+                    }
+                } catch {
+                    lock.withLock { if state.failure == nil { state.failure = error } }
+                    return
+                }
             }
         }
-        return ordered(records)
+        if let failure = state.failure { throw failure }
+        return ordered(state.records)
+    }
+
+    /// One item with one strategy, as its results.jsonl line; nil when cancelled.
+    private func solve(_ item: EvalItem, _ strategy: Strategy, cancellation: CancellationFlag) throws -> JSONValue? {
+        var request = SolveRequest(question: item.question, strategy: strategy, task: item.task)
+        configure(&request)
+        let result: SolveResult
+        do {
+            result = try engine.solve(request, cancellation: cancellation)
+        } catch {
+            // (Pattern catch clauses here crash Swift 6.3.1's SILGen: switch instead.)
+            switch error {
+            case .cancelled: return nil
+            case .promptTooLong(let tokens, let capacity):
+                throw DatasetError(description: "item \(item.id): the prompt needs \(tokens) tokens, the context holds \(capacity); use --context-size")
+            default: throw DatasetError(description: "item \(item.id): \(error)")
+            }
+        }
+        let correct = AnswerExtractor.matches(result.answer?.extracted, reference: item.reference, task: item.task)
+        return [
+            "id": .string(item.id), "strategy": .string(strategy.rawValue), "task": .string(item.task.rawValue),
+            "question": .string(item.question), "reference": .string(item.reference),
+            "extracted": result.answer?.extracted.map(JSONValue.string) ?? .null, "correct": .bool(correct),
+            "steps_n": .int(result.steps.count), "result": result.jsonValue,
+        ]
     }
 
     private func ordered(_ records: [String: EvalRecord]) -> [EvalRecord] {

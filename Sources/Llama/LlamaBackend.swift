@@ -1,4 +1,5 @@
 import CLlama
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -14,7 +15,9 @@ public enum LlamaBackend {
         case debug = 1, info = 2, warning = 3, error = 4, none = 99
     }
 
-    nonisolated(unsafe) private static var threshold: Int32 = LogLevel.error.rawValue
+    /// Read by llama.cpp's worker threads as they log; set by any thread.
+    private static let level = Atomic<Int32>(LogLevel.error.rawValue)
+    private static var threshold: Int32 { level.load(ordering: .relaxed) }
     private static let initialised: Void = {
         llama_log_set(
             { level, text, _ in
@@ -30,7 +33,7 @@ public enum LlamaBackend {
 
     /// Initialises llama.cpp (idempotent) and sets the log level.
     public static func initialise(logLevel: LogLevel? = nil) {
-        if let logLevel { threshold = logLevel.rawValue }
+        if let logLevel { level.store(logLevel.rawValue, ordering: .relaxed) }
         _ = initialised
     }
 }

@@ -99,6 +99,8 @@ public final class LlamaModel: @unchecked Sendable {
     public var embeddingSize: Int { Int(llama_model_n_embd(pointer)) }
     public var parameterCount: UInt64 { llama_model_n_params(pointer) }
     public var sizeBytes: UInt64 { llama_model_size(pointer) }
+    /// KV-cache bytes per token cell: f16 keys and values of every layer's KV heads.
+    public var kvBytesPerCell: Int { layerCount * 2 * kvHeadCount * (embeddingSize / max(1, headCount)) * 2 }
 
     /// llama.cpp's one-line description, e.g. "qwen2 0.5B Q4_K - Medium".
     public var description: String {

@@ -32,49 +32,163 @@ public enum DecoderError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// The resident model and its context: runs solves and steered generations one at a time.
+/// The resident model and its context: runs solves and steered generations, several at once.
 ///
-/// Owns one `LlamaContext` whose KV cache holds three sequences per run — 0: the real context,
-/// 1: the context with the question masked, 2: with the question and the current plan masked — and a
-/// fourth, 3, that keeps the prompt prefix every request of a kind shares (chat template and system
-/// prompt, up to where the question starts) between runs: the prompt cache.
+/// Owns one `LlamaContext` whose KV cache is shared by up to `parallel` requests in flight. Each
+/// request holds a slot of three sequences — the real context, the context with the question masked,
+/// and the context with the question and the current plan masked — and every request's tokens go
+/// through one `BatchScheduler`, so requests decoding at the same time share each `llama_decode`.
+/// Sequence 0 keeps the prompt prefix requests of a kind share (chat template and system prompt, up
+/// to where the question starts) between requests: the prompt cache.
 public final class Engine: @unchecked Sendable {
     public let model: LlamaModel
     public let context: LlamaContext
-    let cache: SequenceCache
+    let scheduler: BatchScheduler
+    /// Requests that decode at once; more wait for a slot.
+    public let parallel: Int
+    /// One request's context window in tokens (its real and masked contexts share it).
+    public let requestCapacity: Int
 
-    static let realSequence: Int32 = 0
-    static let questionMaskedSequence: Int32 = 1
-    static let planMaskedSequence: Int32 = 2
     /// Holds the cached prompt prefix between requests.
-    static let promptCacheSequence: Int32 = 3
+    static let promptCacheSequence: Int32 = 0
     /// Prefixes shorter than this are not worth caching.
     static let promptCacheMinimum = 16
 
+    /// The KV-cache sequences (and attention tracker) of one request in flight.
+    final class Slot {
+        let real: Int32
+        let questionMasked: Int32
+        let planMasked: Int32
+        /// The attention-reading context of `attention-anchor`, made on first use and kept.
+        var tracker: AttentionTracker?
+        var sequences: [Int32] { [real, questionMasked, planMasked] }
+
+        init(index: Int) {
+            real = Int32(1 + 3 * index)
+            questionMasked = real + 1
+            planMasked = real + 2
+        }
+    }
+    private let slots: [Slot]
+    private var freeSlots: [Int]
+    private let slotLock = ConditionLock()
+    /// Attention trackers decode on their own contexts: one at a time, so they never compete for the
+    /// cores with each other.
+    let trackerLock = ConditionLock()
+
+    /// What the prompt-cache sequence holds, and who uses it. It is refilled only when nobody uses it.
+    private struct PromptCache {
+        var tokens: [LlamaToken] = []
+        var filling = false
+        var users = 0
+    }
+    private var promptCache = PromptCache()
+    private let promptCacheLock = ConditionLock()
+
     /// Reuse the shared prompt prefix across requests (on by default). Output does not depend on it:
-    /// with or without a cached prefix, a request decodes the prefix into the same cells first.
+    /// with or without a cached prefix, a lone request decodes the prefix into the same cells first.
     public var promptCacheEnabled = true
 
-    /// Forgets the cached prompt prefix (the next request decodes it again).
-    public func dropPromptCache() { cache.invalidateAll() }
+    /// Forgets the cached prompt prefix (the next request decodes it again), unless a request uses it.
+    public func dropPromptCache() {
+        promptCacheLock.withLock {
+            guard promptCache.users == 0 && !promptCache.filling else { return }
+            promptCache.tokens = []
+            scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
+        }
+    }
 
-    /// Context settings the engine uses unless told otherwise.
+    enum PromptCacheClaim { case ready, fill, unavailable }
+
+    /// A request wants `prefix` from the prompt cache: it is there (`ready`), or this request is to
+    /// decode it there (`fill`; nobody else was using the old one), or it cannot be had now.
+    func claimPromptCache(_ prefix: [LlamaToken]) -> PromptCacheClaim {
+        promptCacheLock.withLock {
+            if promptCache.filling { return .unavailable }
+            if promptCache.tokens == prefix {
+                promptCache.users += 1
+                return .ready
+            }
+            guard promptCache.users == 0 else { return .unavailable }
+            promptCache = PromptCache(tokens: [], filling: true, users: 1)
+            scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
+            return .fill
+        }
+    }
+
+    /// The request that claimed `fill` is done filling (nil: it failed and the sequence was emptied).
+    func finishFillingPromptCache(_ prefix: [LlamaToken]?) {
+        promptCacheLock.withLock {
+            promptCache.filling = false
+            promptCache.tokens = prefix ?? []
+            if prefix == nil { scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) } }
+        }
+    }
+
+    /// A request that claimed the prompt cache has ended.
+    func releasePromptCache() {
+        promptCacheLock.withLock { promptCache.users -= 1 }
+    }
+
+    /// Context settings the engine uses unless told otherwise (`contextSize` is per request).
     public static var defaultContextOptions: ContextOptions {
         var options = ContextOptions()
         options.contextSize = 4096
-        options.sequences = 4
         options.unifiedKV = true
         return options
     }
 
-    /// The attention-reading context of `attention-anchor`, made on first use and kept.
-    private var tracker: AttentionTracker?
+    /// `options.contextSize` is one request's window; the KV cache holds `parallel` of them.
+    public init(model: LlamaModel, options: ContextOptions = Engine.defaultContextOptions, parallel: Int = 1)
+        throws(LlamaError)
+    {
+        let parallel = max(1, parallel)
+        var options = options
+        self.requestCapacity = options.contextSize
+        options.contextSize = options.contextSize * parallel
+        options.sequences = 1 + 3 * parallel
+        options.unifiedKV = true
+        self.model = model
+        self.parallel = parallel
+        self.context = try LlamaContext(model: model, options: options)
+        self.scheduler = BatchScheduler(context: context)
+        self.slots = (0..<parallel).map(Slot.init)
+        self.freeSlots = Array(0..<parallel)
+    }
 
-    func attentionTracker() throws -> AttentionTracker {
-        if let tracker { return tracker }
+    /// Waits for a free slot.
+    func acquireSlot() -> Slot {
+        slotLock.lock()
+        while freeSlots.isEmpty { slotLock.wait() }
+        let index = freeSlots.removeFirst()
+        slotLock.unlock()
+        return slots[index]
+    }
+
+    func releaseSlot(_ slot: Slot) {
+        slotLock.withLock {
+            if let index = slots.firstIndex(where: { $0 === slot }) { freeSlots.append(index) }
+            freeSlots.sort()
+            slotLock.broadcast()
+        }
+    }
+
+    /// Requests decoding now.
+    public var requestsInFlight: Int { scheduler.runCount }
+
+    /// `llama_decode` calls so far, and the request submissions they carried (their ratio is how many
+    /// requests an average decode served).
+    public var batchedDecodes: Int { scheduler.decodeCount }
+    public var batchedSubmissions: Int { scheduler.submissionCount }
+
+    /// Bytes of KV cache the context holds (f16 keys and values for every layer and cell).
+    public var kvCacheBytes: Int { context.capacity * model.kvBytesPerCell }
+
+    func attentionTracker(for slot: Slot) throws -> AttentionTracker {
+        if let tracker = slot.tracker { return tracker }
         let made: AttentionTracker
         do {
-            made = try AttentionTracker(model: model, options: AttentionAnalysisOptions(), capacity: context.capacity,
+            made = try AttentionTracker(model: model, options: AttentionAnalysisOptions(), capacity: requestCapacity,
                                         threads: context.options.threads)
         } catch {
             switch error {
@@ -82,24 +196,17 @@ public final class Engine: @unchecked Sendable {
             default: throw DecoderError.invalidRequest("attention-anchor: \(error)")
             }
         }
-        tracker = made
+        slot.tracker = made
         return made
-    }
-
-    public init(model: LlamaModel, options: ContextOptions = Engine.defaultContextOptions) throws(LlamaError) {
-        var options = options
-        options.sequences = max(options.sequences, 4)
-        options.unifiedKV = true
-        self.model = model
-        self.context = try LlamaContext(model: model, options: options)
-        self.cache = SequenceCache(context: context)
     }
 
     /// Solves a question with the request's strategy, reporting events as they happen.
     public func solve(_ request: SolveRequest, cancellation: CancellationFlag = CancellationFlag(),
                       onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
     {
-        let run = DecodingRun(engine: self, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
+        let slot = acquireSlot()
+        defer { releaseSlot(slot) }
+        let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.strategy.rawValue, question: request.question)
         return try run.execute {
             switch request.strategy {
@@ -126,7 +233,9 @@ public final class Engine: @unchecked Sendable {
     public func generate(_ request: GenerateRequest, cancellation: CancellationFlag = CancellationFlag(),
                          onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
     {
-        let run = DecodingRun(engine: self, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
+        let slot = acquireSlot()
+        defer { releaseSlot(slot) }
+        let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.anchors.isEmpty ? "generate" : "spa",
                               question: request.messages.last(where: { $0.role == "user" })?.content ?? "")
         return try run.execute {
@@ -141,6 +250,7 @@ public final class Engine: @unchecked Sendable {
 /// The state of one request while it decodes: prompts, generated tokens, text, records and timings.
 final class DecodingRun {
     let engine: Engine
+    let slot: Engine.Slot
     let model: LlamaModel
     let cache: SequenceCache
     let sampler: LlamaSampler
@@ -158,12 +268,17 @@ final class DecodingRun {
     private var steered: [Float]
     private var generationStart: ContinuousClock.Instant?
 
-    init(engine: Engine, sampling: SamplingOptions, cancellation: CancellationFlag, emit: @escaping (DecoderEvent) -> Void,
-         strategy: String, question: String)
+    /// This run claimed the prompt cache (and must release it).
+    private var usesPromptCache = false
+
+    init(engine: Engine, slot: Engine.Slot, sampling: SamplingOptions, cancellation: CancellationFlag,
+         emit: @escaping (DecoderEvent) -> Void, strategy: String, question: String)
     {
         self.engine = engine
+        self.slot = slot
         self.model = engine.model
-        self.cache = engine.cache
+        self.cache = SequenceCache(scheduler: engine.scheduler, sequences: slot.sequences, known: [:],
+                                   cancellation: cancellation)
         self.sampler = LlamaSampler(options: sampling)
         self.cancellation = cancellation
         self.emit = emit
@@ -171,20 +286,21 @@ final class DecodingRun {
         self.steered = Array(repeating: 0, count: engine.model.vocabularySize)
     }
 
-    /// Runs `body` with cancellation wired into llama_decode, turning failures into `DecoderError`s and
-    /// always finishing with the `end` event's timings.
+    /// Runs `body` as one of the requests in flight (its decodes batched with theirs), turning failures
+    /// into `DecoderError`s and always finishing with the `end` event's timings.
+    ///
+    /// Every run empties its sequences when it ends, so a request decoding alone finds nothing in the KV
+    /// cache but the cached prompt prefix, in the first cells: reused cells elsewhere would change the
+    /// order in which attention sums over them, and greedy decoding would no longer repeat itself
+    /// exactly. (Requests decoding together do not repeat exactly: their batches differ from run to run.)
     func execute(_ body: () throws -> Void) throws(DecoderError) -> SolveResult {
-        engine.context.shouldAbort = { [cancellation] in cancellation.isCancelled }
-        defer { engine.context.shouldAbort = nil }
-        // Start from a KV cache that holds nothing but the cached prompt prefix, in the first cells: reused
-        // cells elsewhere would change the order in which attention sums over them, and greedy decoding
-        // would no longer repeat itself exactly. Every request thus sees the same layout.
-        if engine.promptCacheEnabled {
-            cache.clearAll(except: Engine.promptCacheSequence)
-        } else {
-            cache.invalidateAll()
+        engine.scheduler.join()
+        cache.clear(slot.sequences)
+        defer {
+            cache.clear(slot.sequences)
+            if usesPromptCache { engine.releasePromptCache() }
+            engine.scheduler.leave()
         }
-        cache.resetCounters()
         do {
             try body()
         } catch let error as DecoderError {
@@ -242,16 +358,30 @@ final class DecodingRun {
         return Array(realPrompt.prefix(max(0, length - 1)))
     }
 
-    /// Makes the prompt-cache sequence hold this request's cacheable prefix. When it holds another one,
-    /// the whole cache is emptied first, so that the prefix lands in the first cells as it always does.
+    /// Uses the prompt cache when it holds this request's cacheable prefix, or refills it when it holds
+    /// another one nobody is using (a lone request thus finds the prefix in the first cells).
     func syncPromptCache() throws {
         guard engine.promptCacheEnabled else { return }
         let prefix = try cacheablePrefix()
         guard prefix.count >= Engine.promptCacheMinimum else { return }
         let sequence = Engine.promptCacheSequence
-        if cache.cached[Int(sequence)] != prefix {
-            cache.invalidateAll()
-            try cache.sync([SequenceCache.Target(sequence: sequence, tokens: prefix, wantsLogits: false)])
+        switch engine.claimPromptCache(prefix) {
+        case .unavailable:
+            return
+        case .ready:
+            usesPromptCache = true
+            cache.track(sequence, holding: prefix)
+        case .fill:
+            usesPromptCache = true
+            cache.track(sequence, holding: [])
+            do {
+                try cache.sync([SequenceCache.Target(sequence: sequence, tokens: prefix, wantsLogits: false)])
+            } catch {
+                engine.finishFillingPromptCache(nil)
+                cache.forget(sequence)
+                throw error
+            }
+            engine.finishFillingPromptCache(prefix)
         }
     }
 
@@ -262,7 +392,7 @@ final class DecodingRun {
 
     /// Decodes the prompts of the real and (if steered) masked contexts, sharing their common prefix.
     func prefill(steered: Bool) throws {
-        let capacity = engine.context.capacity
+        let capacity = engine.requestCapacity
         let needed = realPrompt.count + (steered ? maskedPrompt.count : 0)
         if realPrompt.count + 8 > capacity || needed > capacity {
             throw DecoderError.promptTooLong(tokens: needed, capacity: capacity)
@@ -271,23 +401,20 @@ final class DecodingRun {
                               maskedPromptTokens: steered ? maskedPrompt.count : 0)))
         let start = clock.now
         try syncPromptCache()
-        var targets = [SequenceCache.Target(sequence: Engine.realSequence, tokens: realPrompt, wantsLogits: true)]
+        var targets = [SequenceCache.Target(sequence: slot.real, tokens: realPrompt, wantsLogits: true)]
         if steered {
-            targets.append(.init(sequence: Engine.questionMaskedSequence, tokens: maskedPrompt, wantsLogits: true))
+            targets.append(.init(sequence: slot.questionMasked, tokens: maskedPrompt, wantsLogits: true))
         }
         try cache.sync(targets)
         result.timings.promptN = realPrompt.count
-        result.timings.promptDecodedN = cache.decodedCounts[Int(Engine.realSequence)]
-            + cache.decodedCounts[Int(Engine.promptCacheSequence)]
+        result.timings.promptDecodedN = cache.decodedCount(slot.real) + cache.decodedCount(Engine.promptCacheSequence)
         result.timings.promptMs = (clock.now - start).milliseconds
         generationStart = clock.now
     }
 
     private func finishTimings() {
         if let generationStart { result.timings.predictedMs = (clock.now - generationStart).milliseconds }
-        result.timings.maskedN = cache.decodedCounts.enumerated()
-            .filter { $0.offset == Int(Engine.questionMaskedSequence) || $0.offset == Int(Engine.planMaskedSequence) }
-            .reduce(0) { $0 + $1.element }
+        result.timings.maskedN = cache.decodedCount(slot.questionMasked) + cache.decodedCount(slot.planMasked)
         let tail = textDecoder.finish()
         result.text += tail
     }
@@ -311,7 +438,7 @@ final class DecodingRun {
         else {
             return nextToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation, greedy: greedy)
         }
-        let top = cache.logits[Int(Engine.realSequence)].withUnsafeBufferPointer(Steering.topProbability)
+        let top = cache.logits(slot.real).withUnsafeBufferPointer(Steering.topProbability)
         if top.probability >= threshold {
             result.timings.maskedSkippedN += 1
             return nextToken(maskedSequence: nil, omega: 1, modulation: false, greedy: greedy)
@@ -330,11 +457,11 @@ final class DecodingRun {
     /// Returns the token and its probability under the real (unsteered) distribution.
     /// `greedy` takes the most likely steered token whatever the sampling options say.
     func nextToken(maskedSequence: Int32?, omega: Double, modulation: Bool, greedy: Bool = false) -> (LlamaToken, Double) {
-        let real = cache.logits[Int(Engine.realSequence)]
+        let real = cache.logits(slot.real)
         return real.withUnsafeBufferPointer { realBuffer in
             let token: LlamaToken
             if let maskedSequence {
-                let masked = cache.logits[Int(maskedSequence)]
+                let masked = cache.logits(maskedSequence)
                 token = masked.withUnsafeBufferPointer { maskedBuffer in
                     steered.withUnsafeMutableBufferPointer { output in
                         Steering.combine(real: realBuffer, masked: maskedBuffer, omega: omega, modulation: modulation, into: output)
@@ -375,7 +502,7 @@ final class DecodingRun {
         realPrompt = try realPromptTokens(messages, assistantPrefix: assistantPrefix)
         if let masked { maskedPrompt = try promptTokens(masked, assistantPrefix: assistantPrefix) }
         try prefill(steered: masked != nil)
-        let maskedSequence: Int32? = masked == nil ? nil : Engine.questionMaskedSequence
+        let maskedSequence: Int32? = masked == nil ? nil : slot.questionMasked
         while true {
             try checkCancelled()
             if result.timings.predictedN >= maxTokens {
@@ -406,7 +533,7 @@ final class DecodingRun {
     /// (with the adaptive masked pass, the real context alone: `chooseToken` decodes the masked one
     /// when a token needs it). Returns false (and records why) when the context is full.
     func advance(maskedSequence: Int32?, maskedTokens: [LlamaToken]) throws -> Bool {
-        var targets = [SequenceCache.Target(sequence: Engine.realSequence, tokens: realPrompt + generated, wantsLogits: true)]
+        var targets = [SequenceCache.Target(sequence: slot.real, tokens: realPrompt + generated, wantsLogits: true)]
         deferredMasked = nil
         if let maskedSequence {
             let target = SequenceCache.Target(sequence: maskedSequence, tokens: maskedTokens, wantsLogits: true)

@@ -58,7 +58,7 @@ extension DecodingRun {
         let attentionMode = request.strategy == .attentionAnchor
         /// Text the decoder inserted (headers, line breaks): never an attention anchor.
         var insertedRanges: [Range<Int>] = []
-        let tracker = attentionMode ? try engine.attentionTracker() : nil
+        let tracker = attentionMode ? try engine.attentionTracker(for: slot) : nil
         tracker?.reset(responseStart: realPrompt.count)
         tracker?.shouldAbort = { [cancellation] in cancellation.isCancelled }
         defer { tracker?.shouldAbort = nil }
@@ -67,7 +67,10 @@ extension DecodingRun {
         func chooseAnchorSpans() throws -> [Range<Int>] {
             guard let tracker, request.anchorSpans > 0 else { return [] }
             do {
-                try tracker.update(to: realPrompt + generated, responseStart: realPrompt.count)
+                let tokens = realPrompt + generated
+                try engine.trackerLock.withLock { () throws(AttentionError) in
+                    try tracker.update(to: tokens, responseStart: realPrompt.count)
+                }
             } catch {
                 switch error {
                 case .cancelled: throw StopDecoding.cancelled
@@ -132,16 +135,16 @@ extension DecodingRun {
         /// Which masked context steers the segment, and the tokens it should hold.
         func maskedContext(_ segment: Segment) -> (Int32, [LlamaToken]) {
             if attentionMode {
-                guard !segment.anchorSpans.isEmpty else { return (Engine.questionMaskedSequence, maskedPrompt + generated) }
-                return (Engine.planMaskedSequence,
+                guard !segment.anchorSpans.isEmpty else { return (slot.questionMasked, maskedPrompt + generated) }
+                return (slot.planMasked,
                         maskedPrompt + AttentionAnchors.masking(generated[...], spans: segment.anchorSpans,
                                                                 placeholder: placeholderTokens))
             }
             if case .step = segment.phase, let plan = planContent, !plan.isEmpty {
-                return (Engine.planMaskedSequence,
+                return (slot.planMasked,
                         maskedPrompt + generated[..<plan.lowerBound] + placeholderTokens + generated[plan.upperBound...])
             }
-            return (Engine.questionMaskedSequence, maskedPrompt + generated)
+            return (slot.questionMasked, maskedPrompt + generated)
         }
         var atLineStart: Bool { result.text.isEmpty || result.text.hasSuffix("\n") }
 
@@ -215,13 +218,13 @@ extension DecodingRun {
                 }
                 // The model's own next token, steered toward Q as plans and answers are, decides:
                 // the answer, the next plan, or more of this step on a new line.
-                guard try advance(maskedSequence: Engine.questionMaskedSequence, maskedTokens: maskedPrompt + generated) else {
+                guard try advance(maskedSequence: slot.questionMasked, maskedTokens: maskedPrompt + generated) else {
                     end(&segment)
                     break decoding
                 }
                 let confidence = Steering.harmonicMean(segment.probabilities) ?? previousConfidence
                 let decisionOmega = Steering.omega(base: steering.planOmega, confidence: confidence, options: steering)
-                let (candidate, _) = try chooseToken(maskedSequence: Engine.questionMaskedSequence, omega: decisionOmega,
+                let (candidate, _) = try chooseToken(maskedSequence: slot.questionMasked, omega: decisionOmega,
                                                modulation: steering.modulation, greedy: true)
                 switch lineStart(candidate) {
                 case .continuation:

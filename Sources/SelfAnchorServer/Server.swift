@@ -22,15 +22,19 @@ public struct ServerOptions: Sendable {
     /// Map the weights instead of reading them into memory. Off by default: a mapped file that is
     /// truncated or rewritten while loaded kills the process with SIGBUS on the next decode.
     public var useMmap = false
-    /// Requests waiting behind the running one, at most.
+    /// Requests waiting for a free slot, at most.
     public var maxQueue = 16
+    /// `solve`/`generate` requests decoding at once (continuously batched); more wait in the queue.
+    public var parallel = 4
     public var maxMessageBytes = 16 << 20
     public var limits = RequestLimits()
     public init() {}
 }
 
 /// The selfanchor daemon's dispatcher: it receives decoded messages, answers lifecycle and control
-/// requests at once, and queues `solve`/`generate`/`analyze` for one engine thread. It does no I/O itself:
+/// requests at once, and queues `solve`/`generate`/`analyze`. Up to `parallel` solves and generations
+/// run at once, each on its own thread, their decodes batched by the engine; `analyze`, model swaps and
+/// `shutdown` wait for those to finish and run alone. It does no I/O itself:
 /// every outgoing message goes through `output`, so the same server runs behind stdio or in-process.
 public final class Server: @unchecked Sendable {
     public static let name = "selfanchor"
@@ -40,8 +44,12 @@ public final class Server: @unchecked Sendable {
     private let output: @Sendable (Message) -> Void
     private let exitHandler: @Sendable (Int32) -> Void
     private let logger = Logger(label: "selfanchor.server")
+    /// Admits queued work in order: a request starts when a slot is free; exclusive work waits for all.
     private let worker = DispatchQueue(label: "selfanchor.engine")
     private let loader = DispatchQueue(label: "selfanchor.loader")
+    /// Free request slots (a permit per slot) and a thread for each.
+    private let slotPermits: DispatchSemaphore
+    private let runners: Mutex<[DispatchQueue]>
     private let started = ContinuousClock.now
 
     /// A request in the queue or running.
@@ -77,13 +85,26 @@ public final class Server: @unchecked Sendable {
         self.options = options
         self.output = output
         self.exitHandler = exit
+        let parallel = max(1, options.parallel)
+        slotPermits = DispatchSemaphore(value: parallel)
+        runners = Mutex((0..<parallel).map { DispatchQueue(label: "selfanchor.request.\($0)") })
+    }
+
+    /// Runs `body` on the admission queue once no request is running (and none starts until it returns).
+    private func exclusively(_ body: @escaping @Sendable () -> Void) {
+        worker.async {
+            let parallel = max(1, self.options.parallel)
+            for _ in 0..<parallel { self.slotPermits.wait() }
+            body()
+            for _ in 0..<parallel { self.slotPermits.signal() }
+        }
     }
 
     /// Loads the initial model on the engine thread, so requests queue behind it.
     public func start() {
         guard let model = options.initialModel else { return }
         state.withLock { $0.loading += 1 }
-        worker.async {
+        exclusively {
             defer { self.state.withLock { $0.loading -= 1 } }
             do throws(ResponseError) {
                 let (engine, description) = try self.load(ModelLoadParams(model: model), progress: nil)
@@ -101,7 +122,9 @@ public final class Server: @unchecked Sendable {
     /// Waits until every queued request has been answered (used at end of input).
     public func drain() {
         loader.sync {}
-        worker.sync {}
+        let done = DispatchSemaphore(value: 0)
+        exclusively { done.signal() }
+        done.wait()
     }
 
     // MARK: Receiving
@@ -161,7 +184,7 @@ public final class Server: @unchecked Sendable {
             switch method {
             case Method.shutdown:
                 state.withLock { $0.shutdownRequested = true }
-                worker.async { self.reply(id, result: .null) }  // after everything queued before it
+                exclusively { self.reply(id, result: .null) }  // after everything queued before it
             case Method.solve:
                 let params = try SolveParams(params, limits: options.limits)
                 try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runSolve(job, params) }
@@ -170,14 +193,16 @@ public final class Server: @unchecked Sendable {
                 try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runGenerate(job, params) }
             case Method.analyze:
                 let params = try AnalyzeParams(params)
-                try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runAnalyze(job, params) }
+                try enqueue(id: id, method: method, exclusive: true) { (job) throws(ResponseError) in
+                    try self.runAnalyze(job, params)
+                }
             case Method.modelLoad:
                 try loadModel(id: id, params: ModelLoadParams(params))
             case Method.modelInfo:
                 guard let model = state.withLock({ $0.model }) else { throw notLoaded() }
                 reply(id, result: model.jsonValue)
             case Method.modelUnload:
-                try enqueue(id: id, method: method) { _ in
+                try enqueue(id: id, method: method, exclusive: true) { _ in
                     let had = self.state.withLock { state in
                         defer {
                             state.engine = nil
@@ -213,7 +238,7 @@ public final class Server: @unchecked Sendable {
         }
         state.withLock { $0.initialized = true }
         // The answer describes the model, so it waits for the start-up load (if any) to finish.
-        if state.withLock({ $0.loading > 0 }) { worker.sync {} }
+        if state.withLock({ $0.loading > 0 }) { drainStartup() }
         let model = state.withLock { $0.model }
         reply(id, result: [
             "serverInfo": ["name": .string(Self.name), "version": .string(Self.version)],
@@ -228,7 +253,7 @@ public final class Server: @unchecked Sendable {
                 "limits": [
                     "maxMessageBytes": .int(options.maxMessageBytes), "maxQueue": .int(options.maxQueue),
                     "maxTokens": .int(options.limits.maxTokens), "maxSteps": .int(options.limits.maxSteps),
-                    "contextSize": .int(model?.contextSize ?? options.contextSize),
+                    "contextSize": .int(model?.contextSize ?? options.contextSize), "parallel": .int(max(1, options.parallel)),
                 ],
             ],
         ])
@@ -250,8 +275,17 @@ public final class Server: @unchecked Sendable {
 
     // MARK: Queue
 
-    private func enqueue(id: RequestID, method: String, _ body: @escaping @Sendable (Job) throws(ResponseError) -> JSONValue)
-        throws(ResponseError)
+    /// Waits for the start-up model load.
+    private func drainStartup() {
+        let done = DispatchSemaphore(value: 0)
+        worker.async { done.signal() }  // the load runs on the worker, exclusively
+        done.wait()
+    }
+
+    /// Queues a request. An ordinary one starts when a slot is free, on that slot's thread; an
+    /// `exclusive` one when every slot is free, alone.
+    private func enqueue(id: RequestID, method: String, exclusive: Bool = false,
+                         _ body: @escaping @Sendable (Job) throws(ResponseError) -> JSONValue) throws(ResponseError)
     {
         let job = Job(id: id, method: method)
         try state.withLock { state throws(ResponseError) in
@@ -266,19 +300,45 @@ public final class Server: @unchecked Sendable {
             }
             state.jobs.append(job)
         }
-        worker.async {
-            let skip = self.state.withLock { state -> Bool in
-                if job.answered { return true }
-                job.running = true
-                return false
-            }
-            defer { self.state.withLock { $0.jobs.removeAll { $0 === job } } }
-            if skip { return }
+        @Sendable func perform() {
             do throws(ResponseError) {
                 let result = try body(job)
-                self.finish(job) { self.reply(job.id, result: result) }
+                finish(job) { reply(job.id, result: result) }
             } catch {
-                self.finish(job) { self.reply(job.id, error: error) }
+                finish(job) { reply(job.id, error: error) }
+            }
+        }
+        @Sendable func admit() -> Bool {
+            state.withLock { state -> Bool in
+                if job.answered {
+                    state.jobs.removeAll { $0 === job }
+                    return false
+                }
+                job.running = true
+                return true
+            }
+        }
+        @Sendable func done() { state.withLock { $0.jobs.removeAll { $0 === job } } }
+        if exclusive {
+            exclusively {
+                guard admit() else { return }
+                perform()
+                done()
+            }
+            return
+        }
+        worker.async {
+            self.slotPermits.wait()
+            guard admit() else {
+                self.slotPermits.signal()
+                return
+            }
+            let runner = self.runners.withLock { $0.removeFirst() }
+            runner.async {
+                perform()
+                done()
+                self.runners.withLock { $0.append(runner) }
+                self.slotPermits.signal()
             }
         }
     }
@@ -402,7 +462,7 @@ public final class Server: @unchecked Sendable {
                     self.progress(token, ["kind": "report", "percentage": .int(Int(fraction * 100))])
                 }
                 // Swap between requests: what is queued now finishes on the old model.
-                self.worker.async {
+                self.exclusively {
                     self.state.withLock {
                         $0.engine = engine
                         $0.model = description
@@ -431,9 +491,9 @@ public final class Server: @unchecked Sendable {
             var contextOptions = Engine.defaultContextOptions
             contextOptions.contextSize = params.contextSize ?? options.contextSize
             contextOptions.threads = params.threads ?? options.threads
-            let engine = try Engine(model: model, options: contextOptions)
+            let engine = try Engine(model: model, options: contextOptions, parallel: options.parallel)
             let name = ModelCatalog.isCatalogName(params.model) ? params.model : (model.metadata("general.name") ?? params.model)
-            return (engine, ModelDescription(name: name, path: path, model: model, contextSize: engine.context.capacity))
+            return (engine, ModelDescription(name: name, path: path, model: model, contextSize: engine.requestCapacity))
         } catch {
             var message = "could not load \(path): \(error.description)"
             if case .fileNotFound = error, ModelCatalog.isCatalogName(params.model) {
@@ -448,6 +508,11 @@ public final class Server: @unchecked Sendable {
 
     private func status() -> JSONValue {
         let now = ContinuousClock.now
+        let engine = state.withLock { $0.engine }
+        let memory: JSONValue = engine.map { engine in
+            ["rssBytes": .int(Self.residentBytes()), "kvCacheBytes": .int(engine.kvCacheBytes),
+             "modelBytes": .int(Self.fileSize(engine.model.path))]
+        } ?? ["rssBytes": .int(Self.residentBytes())]
         return state.withLock { state in
             let inFlight: [JSONValue] = state.jobs.filter { !$0.answered }.map { job in
                 [
@@ -457,12 +522,18 @@ public final class Server: @unchecked Sendable {
             }
             return [
                 "model": state.model?.jsonValue ?? .null, "loading": .bool(state.loading > 0),
-                "queue": ["waiting": .int(state.jobs.filter { !$0.running && !$0.answered }.count), "max": .int(options.maxQueue)],
+                "queue": ["waiting": .int(state.jobs.filter { !$0.running && !$0.answered }.count), "max": .int(options.maxQueue),
+                          "parallel": .int(max(1, options.parallel))],
                 "inFlight": .array(inFlight), "served": .int(state.served),
-                "memory": ["rssBytes": .int(Self.residentBytes())],
+                "memory": memory,
                 "uptimeMs": .int(Self.milliseconds(now - started)),
             ]
         }
+    }
+
+    static func fileSize(_ path: String) -> Int {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int(info.st_size) : 0
     }
 
     static func milliseconds(_ duration: Duration) -> Int {

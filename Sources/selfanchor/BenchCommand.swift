@@ -23,6 +23,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Only the raw llama_decode measurements.")
     var rawOnly = false
 
+    @Option(name: .long, help: "Requests in flight for the concurrency measurement.")
+    var concurrent: Int = 4
+
     @OptionGroup var modelOptions: ModelOptions
 
     func run() throws {
@@ -31,16 +34,23 @@ struct BenchCommand: ParsableCommand {
         var options = Engine.defaultContextOptions
         options.threads = modelOptions.threads
         options.flashAttention = flashAttention == "auto" ? nil : flashAttention == "on"
-        let context = try LlamaContext(model: model, options: options)
+        var rawOptions = options
+        rawOptions.sequences = 8
+        let context = try LlamaContext(model: model, options: rawOptions)
         let prompt = try model.tokenize(String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 20),
                                         addSpecial: true)
-        let single = median((0..<repeats).map { _ in (try? rawRate(context, prompt: prompt, sequences: 1)) ?? 0 })
-        let double = median((0..<repeats).map { _ in (try? rawRate(context, prompt: prompt, sequences: 2)) ?? 0 })
-        let triple = median((0..<repeats).map { _ in (try? rawRate(context, prompt: prompt, sequences: 3)) ?? 0 })
+        var raw: [Int: Double] = [:]
+        for sequences in [1, 2, 3, 4, 8] {
+            raw[sequences] = median((0..<repeats).map { _ in (try? rawRate(context, prompt: prompt, sequences: sequences)) ?? 0 })
+        }
+        let single = raw[1] ?? 0
         Terminal.write("model: \(model.description), threads: \(options.effectiveThreads), \(tokens) tokens, median of \(repeats)\n")
         Terminal.write("raw decode, 1 sequence:                 \(format(single)) tok/s per sequence\n")
-        Terminal.write("raw decode, 2 sequences in one batch:   \(format(double)) tok/s per sequence (\(format(double / single))x)\n")
-        Terminal.write("raw decode, 3 sequences in one batch:   \(format(triple)) tok/s per sequence (\(format(triple / single))x)\n")
+        for sequences in [2, 3, 4, 8] {
+            let rate = raw[sequences] ?? 0
+            Terminal.write("raw decode, \(sequences) sequences in one batch:   \(format(rate)) tok/s per sequence (\(format(rate / single))x), "
+                + "\(format(rate * Double(sequences) / single))x aggregate\n")
+        }
         if rawOnly { return }
 
         // The decoders, on the same question with the same budget, alternating so drift hits all alike.
@@ -70,7 +80,79 @@ struct BenchCommand: ParsableCommand {
         let (coldMs, warmMs) = (median(cold), median(warm))
         Terminal.write("prompt cache, first text (self-anchor): cold \(format(coldMs)) ms, warm \(format(warmMs)) ms "
             + "(\(format(warmMs / coldMs))x)\n")
+
+        try benchConcurrency(model: model, options: options)
+        try benchLoading(path: model.path)
     }
+
+    /// Aggregate tokens/s of `concurrent` solves decoding together (one engine, continuous batching)
+    /// against the same solves one after another on the same engine.
+    func benchConcurrency(model: LlamaModel, options: ContextOptions) throws {
+        let engine = try Engine(model: model, options: options, parallel: concurrent)
+        let questions = (0..<concurrent).map { Self.concurrentQuestions[$0 % Self.concurrentQuestions.count] }
+        for strategy in [Strategy.cot, .selfAnchor] {
+            func request(_ question: String) -> SolveRequest {
+                var request = SolveRequest(question: question, strategy: strategy)
+                request.maxTokens = tokens
+                return request
+            }
+            _ = try engine.solve(request(questions[0]))  // the prompt cache, warm for both
+            var serial: [Double] = []
+            var together: [Double] = []
+            var batching: [Double] = []
+            let clock = ContinuousClock()
+            for _ in 0..<repeats {
+                var start = clock.now
+                var produced = 0
+                for question in questions { produced += try engine.solve(request(question)).timings.predictedN }
+                serial.append(Double(produced) / ((clock.now - start).milliseconds / 1000))
+                let lock = ConditionLock()
+                produced = 0
+                var failure: (any Error)?
+                let before = (engine.batchedDecodes, engine.batchedSubmissions)
+                start = clock.now
+                runConcurrently(questions.count) { index in
+                    do {
+                        let count = try engine.solve(request(questions[index])).timings.predictedN
+                        lock.withLock { produced += count }
+                    } catch {
+                        lock.withLock { failure = error }
+                    }
+                }
+                if let failure { throw failure }
+                together.append(Double(produced) / ((clock.now - start).milliseconds / 1000))
+                batching.append(Double(engine.batchedSubmissions - before.1) / Double(max(1, engine.batchedDecodes - before.0)))
+            }
+            let (one, all) = (median(serial), median(together))
+            Terminal.write("\(concurrent) \(strategy.rawValue) solves at once:".padding(38)
+                + "\(format(all)) tok/s aggregate vs \(format(one)) one after another (\(format(all / one))x; "
+                + "\(format(median(batching))) requests per decode)\n")
+        }
+    }
+
+    /// Model load time, memory-mapped and read into memory, alternating.
+    func benchLoading(path: String) throws {
+        var mapped: [Double] = []
+        var read: [Double] = []
+        let clock = ContinuousClock()
+        for _ in 0..<repeats {
+            for useMmap in [true, false] {
+                let start = clock.now
+                let model = try LlamaModel(path: path, useMmap: useMmap, repackWeights: !noRepack)
+                let elapsed = (clock.now - start).milliseconds
+                _ = model.vocabularySize
+                if useMmap { mapped.append(elapsed) } else { read.append(elapsed) }
+            }
+        }
+        Terminal.write("model load:".padding(38) + "mmap \(format(median(mapped))) ms, read \(format(median(read))) ms\n")
+    }
+
+    static let concurrentQuestions = [
+        question,
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?",
+        "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
+        "Betty is saving money for a new wallet which costs $100. Betty has only half of the money she needs. Her parents decided to give her $15 for that purpose, and her grandparents twice as much as her parents. How much more money does Betty need to buy the wallet?",
+    ]
 
     /// Milliseconds from a self-anchor request to its first generated text (a `plan_delta`).
     func firstTextLatency(_ engine: Engine) throws -> Double {

@@ -34,12 +34,16 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "Directory for results.jsonl, summary.md and accuracy.svg.")
     var out: String
 
+    @Option(name: .long, help: "Items solved at once, their decodes batched together (1: one after another, exactly repeatable).")
+    var parallel: Int = 4
+
     @OptionGroup var decoding: DecodingOptions
     @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
         _ = try parsedStrategies()
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+        guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be between 1 and 64") }
     }
 
     func parsedStrategies() throws -> [Strategy] {
@@ -58,7 +62,7 @@ struct EvalCommand: ParsableCommand {
         var items: [EvalItem]
         do { items = try DatasetLoader.load(path: data, task: task) } catch { throw CommandFailure("\(error)") }
         if let limit { items = Array(items.prefix(limit)) }
-        let engine = try modelOptions.makeEngine()
+        let engine = try modelOptions.makeEngine(parallel: parallel)
         let flag = CancellationFlag()
         InterruptHandler.install(flag)
         let runner = EvalRunner(engine: engine, items: items, strategies: strategies, directory: out) { request in
@@ -67,7 +71,7 @@ struct EvalCommand: ParsableCommand {
         let bar = ProgressBar()
         let records: [EvalRecord]
         do {
-            records = try runner.run(cancellation: flag) { done, total, resumed in bar.update(done: done, total: total, resumed: resumed) }
+            records = try runner.run(parallel: parallel, cancellation: flag) { done, total, resumed in bar.update(done: done, total: total, resumed: resumed) }
         } catch {
             bar.finish()
             throw CommandFailure("\(error)")

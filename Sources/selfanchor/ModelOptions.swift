@@ -10,7 +10,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "CPU threads (0: one per core).")
     var threads: Int = 0
 
-    @Option(name: .long, help: "Context size in tokens, shared by the real and masked contexts.")
+    @Option(name: .long, help: "Context size in tokens of one request, shared by its real and masked contexts.")
     var contextSize: Int = 4096
 
     @Option(name: .long, help: "Layers to offload to a GPU (needs a GPU build of llama.cpp; -1: all).")
@@ -27,7 +27,7 @@ struct ModelOptions: ParsableArguments {
     }
 
     /// Loads the model and creates the engine, with a message that says what to do when it fails.
-    func makeEngine() throws -> Engine {
+    func makeEngine(parallel: Int = 1) throws -> Engine {
         LlamaBackend.initialise(logLevel: LlamaBackend.LogLevel.allCases.first { "\($0)" == llamaLog })
         let path = ModelCatalog.path(for: model)
         do {
@@ -35,7 +35,7 @@ struct ModelOptions: ParsableArguments {
             var options = Engine.defaultContextOptions
             options.contextSize = contextSize
             options.threads = threads
-            return try Engine(model: loaded, options: options)
+            return try Engine(model: loaded, options: options, parallel: parallel)
         } catch .fileNotFound(let missing) where ModelCatalog.isCatalogName(model) {
             throw CommandFailure(
                 "model '\(model)' is not installed at \(missing); install it with `make setup` "

@@ -11,6 +11,9 @@ import SelfAnchorServer
 
 extension Framing: ExpressibleByArgument {}
 
+/// glibc's `mallopt` (malloc.h, which Glibc's module map leaves out).
+@_silgen_name("mallopt") private func mallopt(_ parameter: Int32, _ value: Int32) -> Int32
+
 /// `selfanchor serve`: the JSON-RPC daemon on stdin/stdout (Protocol/README.md).
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,8 +30,11 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Largest accepted message in bytes.")
     var maxMessageBytes: Int = 16 << 20
 
-    @Option(name: .long, help: "Most requests waiting behind the running one.")
+    @Option(name: .long, help: "Most requests waiting for a free slot.")
     var maxQueue: Int = 16
+
+    @Option(name: .long, help: "Solves and generations decoding at once, batched together (each gets its own --context-size window).")
+    var parallel: Int = 4
 
     @Option(name: .long, help: "Largest options.maxTokens a request may ask for.")
     var maxTokensLimit: Int = 8192
@@ -50,6 +56,7 @@ struct ServeCommand: ParsableCommand {
         }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be ≥ 0") }
+        guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be between 1 and 64") }
         guard maxTokensLimit >= 1 else { throw ValidationError("--max-tokens-limit must be at least 1") }
         guard maxStepsLimit >= 1 else { throw ValidationError("--max-steps-limit must be at least 1") }
     }
@@ -58,6 +65,11 @@ struct ServeCommand: ParsableCommand {
         // stdout is the protocol stream: keep a private copy of it and point fd 1 at stderr, so that
         // nothing else printed by this process (or llama.cpp) can corrupt the stream.
         signal(SIGPIPE, SIG_IGN)
+        // A long-lived process whose requests each allocate a few vocabulary-sized arrays (600 KB for the
+        // default model) on several threads: a fixed mmap threshold hands those back to the system when
+        // freed, instead of glibc raising the threshold and keeping them in per-thread heaps.
+        let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD (malloc.h; a macro Swift does not import)
+        _ = mallopt(mmapThreshold, 256 << 10)
         let protocolDescriptor = dup(1)
         dup2(2, 1)
         let level = Logger.Level(rawValue: logLevel) ?? .warning
@@ -74,6 +86,7 @@ struct ServeCommand: ParsableCommand {
         options.threads = modelOptions.threads
         options.gpuLayers = Int(modelOptions.gpuLayers)
         options.maxQueue = maxQueue
+        options.parallel = parallel
         options.maxMessageBytes = maxMessageBytes
         options.useMmap = mmap
         options.limits.maxTokens = maxTokensLimit

@@ -1,6 +1,7 @@
 import Testing
 import Llama
 import SelfAnchor
+import JSON
 @testable import Evaluation
 
 #if canImport(Glibc)
@@ -131,5 +132,34 @@ func temporaryFile(_ lines: [String]) throws -> String {
         #expect(records.map(\.id) == ["strategyqa-0", "strategyqa-0", "strategyqa-1", "strategyqa-1", "strategyqa-2", "strategyqa-2"])
         let lines = try readText(second.resultsPath).split(separator: "\n")
         #expect(lines.count == 7)  // six records and the ignored fragment
+    }
+
+    @Test func solvesSeveralItemsAtOnce() throws {
+        LlamaBackend.initialise(logLevel: .error)
+        var options = Engine.defaultContextOptions
+        options.contextSize = 1024
+        let engine = try Engine(model: LlamaModel(path: ModelCatalog.path(for: "test")), options: options, parallel: 3)
+        let items = try DatasetLoader.load(path: try temporaryFile([
+            #"{"id": "a", "question": "What is 2 + 3?", "answer": "5"}"#,
+            #"{"id": "b", "question": "What is 4 * 6?", "answer": "24"}"#,
+            #"{"id": "c", "question": "What is 10 - 7?", "answer": "3"}"#,
+        ]), task: nil)
+        let directory = "/tmp/selfanchor-eval-parallel-\(getpid())"
+        let runner = EvalRunner(engine: engine, items: items, strategies: [.plain, .cot], directory: directory) {
+            $0.maxTokens = 12
+        }
+        var progress: [Int] = []
+        let records = try runner.run(parallel: 3, cancellation: CancellationFlag()) { done, _, _ in progress.append(done) }
+        #expect(progress == [0, 1, 2, 3, 4, 5, 6])
+        #expect(records.map(\.id) == ["a", "a", "b", "b", "c", "c"], "the table is in item order whatever order they finished in")
+        let lines = try readText(runner.resultsPath).split(separator: "\n")
+        let keys = Set(lines.compactMap { line -> String? in
+            guard let value = try? JSONValue.parse(String(line)), let id = value["id"]?.stringValue,
+                  let strategy = value["strategy"]?.stringValue else { return nil }
+            return id + "/" + strategy
+        })
+        #expect(lines.count == 6 && keys.count == 6, "one whole line per (item, strategy)")
+        #expect(Double(engine.batchedSubmissions) / Double(engine.batchedDecodes) > 1.3,
+                "the solves decoded together (\(engine.batchedSubmissions) submissions in \(engine.batchedDecodes) decodes)")
     }
 }

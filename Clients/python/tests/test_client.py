@@ -97,6 +97,31 @@ def test_asyncio_client():
     asyncio.run(main())
 
 
+def test_asyncio_client_runs_requests_concurrently():
+    async def main():
+        client = await AsyncClient.start(model="test")
+        try:
+            questions = [QUESTION, "What is 6 times 7?", "A box holds 5 pens. How many pens are in 3 boxes?"]
+            seen_running = []
+
+            async def watch():
+                for _ in range(100):
+                    status = await client.status()
+                    seen_running.append(sum(job["state"] == "running" for job in status["inFlight"]))
+                    if seen_running[-1] == 0 and len(seen_running) > 1:
+                        return
+                    await asyncio.sleep(0.05)
+
+            results = await asyncio.gather(
+                *(client.solve(q, strategy="cot", options={"maxTokens": 24}) for q in questions), watch())
+            for question, result in zip(questions, results[:3]):
+                assert result["question"] == question and result["timings"]["predicted_n"] > 0
+            assert max(seen_running) >= 2, f"the daemon never ran two at once: {seen_running}"
+        finally:
+            assert await client.close() == 0
+    asyncio.run(main())
+
+
 def test_no_model_gives_model_not_loaded():
     with Client(model=None) as client:
         with pytest.raises(ModelNotLoaded):

@@ -1,0 +1,126 @@
+import Llama
+import Testing
+@testable import SelfAnchor
+
+/// Requests in flight at the same time share one `llama_decode` per step (continuous batching).
+/// Real SmolLM2, on engines with several slots of their own.
+extension RealModelTests { @Suite struct ConcurrentRequestsTests {
+    static func engine(parallel: Int, contextSize: Int = 1024) throws -> Engine {
+        var options = Engine.defaultContextOptions
+        options.contextSize = contextSize
+        return try Engine(model: TestEngine.shared.model, options: options, parallel: parallel)
+    }
+
+    static let questions = [
+        TestEngine.question,
+        "Tom has 3 boxes with 4 pens each. How many pens does he have?",
+        "A train travels 60 km in one hour. How far does it go in 3 hours?",
+    ]
+
+    func request(_ question: String, _ strategy: Strategy = .selfAnchor, maxTokens: Int = 48) -> SolveRequest {
+        var request = SolveRequest(question: question, strategy: strategy)
+        request.maxTokens = maxTokens
+        return request
+    }
+
+    @Test func concurrentSolvesShareEachDecode() throws {
+        let engine = try Self.engine(parallel: 3)
+        let sequential = try Self.questions.map { try engine.solve(request($0)) }
+        let before = (engine.scheduler.decodeCount, engine.scheduler.submissionCount)
+        var results = [SolveResult?](repeating: nil, count: 3)
+        let lock = ConditionLock()
+        runConcurrently(3) { index in
+            let result = try? engine.solve(request(Self.questions[index]))
+            lock.withLock { results[index] = result }
+        }
+        let decodes = engine.scheduler.decodeCount - before.0
+        let submissions = engine.scheduler.submissionCount - before.1
+        #expect(results.allSatisfy { $0 != nil }, "every request finished")
+        for (index, result) in results.enumerated() {
+            guard let result else { continue }
+            #expect(result.text.hasPrefix("Plan 1:"))
+            #expect(result.timings.predictedN > 0)
+            #expect(result.answer != nil)
+            // The same request alone did the same amount of work (batching changes which cells and
+            // batches it shares, so a near tie may go another way: the text itself is not compared).
+            #expect(abs(result.timings.predictedN - sequential[index].timings.predictedN) <= 48)
+        }
+        #expect(Double(submissions) / Double(decodes) > 1.5,
+                "\(submissions) submissions in \(decodes) decodes: the requests mostly decoded together")
+        #expect(engine.requestsInFlight == 0)
+        // All three emptied their sequences: a lone request finds the prompt cache and nothing else,
+        // and repeats its sequential output exactly.
+        let again = try engine.solve(request(Self.questions[0]))
+        #expect(again.text == sequential[0].text)
+    }
+
+    @Test func moreRequestsThanSlotsWaitForOne() throws {
+        let engine = try Self.engine(parallel: 2)
+        let lock = ConditionLock()
+        var mostInFlight = 0
+        var finished = 0
+        runConcurrently(4) { index in
+            let result = try? engine.solve(request(Self.questions[index % 3], .cot, maxTokens: 24)) { _ in
+                let inFlight = engine.requestsInFlight
+                lock.withLock { mostInFlight = max(mostInFlight, inFlight) }
+            }
+            lock.withLock { finished += result == nil ? 0 : 1 }
+        }
+        #expect(finished == 4)
+        #expect(mostInFlight == 2, "two slots: never more than two in flight, and both used")
+    }
+
+    @Test func cancellingOneRequestLeavesTheOthersDecoding() throws {
+        let engine = try Self.engine(parallel: 3)
+        let flags = (0..<3).map { _ in CancellationFlag() }
+        let lock = ConditionLock()
+        var outcomes = [String](repeating: "", count: 3)
+        runConcurrently(3) { index in
+            let outcome: String
+            do {
+                let result = try engine.solve(request(Self.questions[index], maxTokens: 40), cancellation: flags[index]) { event in
+                    if index == 1, case .delta = event { flags[1].cancel() }
+                }
+                outcome = "done \(result.timings.predictedN)"
+            } catch {
+                if case DecoderError.cancelled(let partial) = error {
+                    outcome = "cancelled \(partial.timings.predictedN)"
+                } else {
+                    outcome = "failed \(error)"
+                }
+            }
+            lock.withLock { outcomes[index] = outcome }
+        }
+        #expect(outcomes[1].hasPrefix("cancelled"), "\(outcomes)")
+        #expect(outcomes[0].hasPrefix("done") && outcomes[2].hasPrefix("done"), "\(outcomes)")
+        #expect(outcomes[0] != "done 0" && outcomes[2] != "done 0")
+    }
+
+    @Test func aFullCacheStopsOnlyTheRequestThatDoesNotFit() throws {
+        // Two requests with a window of 192 tokens each, asked for far more: the KV cache (512 cells)
+        // fills; the one whose tokens no longer fit stops with context_full, the other goes on in the
+        // cells it frees, and the engine serves the next request as usual.
+        let engine = try Self.engine(parallel: 2, contextSize: 192)
+        let lock = ConditionLock()
+        var results: [SolveResult] = []
+        var failures: [String] = []
+        runConcurrently(2) { index in
+            var generate = GenerateRequest(messages: [.user("Count from one to one thousand, in words.")], anchors: [])
+            generate.maxTokens = 1000
+            // Hot sampling: the model rambles on instead of ending early.
+            generate.sampling.temperature = 3
+            generate.sampling.seed = UInt32(index + 1)
+            do {
+                let result = try engine.generate(generate)
+                lock.withLock { results.append(result) }
+            } catch {
+                lock.withLock { failures.append("\(error)") }
+            }
+        }
+        #expect(failures.isEmpty, "\(failures)")
+        #expect(results.count == 2)
+        #expect(results.contains { $0.timings.stopReason == .contextFull }, "\(results.map { ($0.timings.predictedN, $0.timings.stopReason) }) \(engine.context.capacity)")
+        let next = try engine.solve(request(Self.questions[1], .plain, maxTokens: 8))
+        #expect(next.timings.predictedN > 0)
+    }
+} }
