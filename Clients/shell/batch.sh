@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Solve every question of a JSONL file ({"question": …} per line) in one daemon, print "answer<TAB>question".
+# Solve every question of a JSONL file ({"question": …} per line) in one daemon, print "answer<TAB>question"
+# in the file's order. The daemon solves up to four at once (they finish in any order), so the lines come at the end.
 # Usage: batch.sh questions.jsonl [strategy] [model]
 set -euo pipefail
 file=${1:?usage: batch.sh questions.jsonl [strategy] [model]}
@@ -11,5 +12,5 @@ bin=${SELFANCHOR_BIN:-selfanchor}
   jq -c --arg s "$strategy" '{jsonrpc:"2.0", id:(input_line_number), method:"solve",
         params:{question:.question, strategy:$s, stream:false, options:{maxTokens:256}}}' "$file"
 } | "$bin" serve --framing ndjson --model "$model" \
-  | jq -r 'select(.id != null and .id > 0) | if .result then "\(.result.answer.extracted // "-")\t\(.result.question)"
-           else "error\t\(.error.message)" end'
+  | jq -rs 'map(select(.id != null and .id > 0)) | sort_by(.id)[]
+           | if .result then "\(.result.answer.extracted // "-")\t\(.result.question)" else "error\t\(.error.message)" end'

@@ -94,7 +94,8 @@ public final class LlamaContext: @unchecked Sendable {
     /// Runs the model over a batch. Logits of the tokens marked for output can then be read with `logits(at:)`.
     public func decode(_ batch: LlamaBatch) throws(LlamaError) {
         guard batch.count > 0 else { return }
-        let result = llama_decode(pointer, batch.raw)
+        let (pointer, raw) = (self.pointer, batch.raw)
+        let result = ComputeThread.shared.run { llama_decode(pointer, raw) }
         // A tap that cannot read its tensor stops the graph early; the decode's output is then unusable.
         if let failure = attentionTap?.failure { throw .attentionUnreadable(failure) }
         switch result {

@@ -37,6 +37,8 @@ public final class LlamaModel: @unchecked Sendable {
     let vocab: OpaquePointer
     /// The path the model was loaded from.
     public let path: String
+    /// Layers asked to be offloaded to a GPU (0: the CPU runs everything).
+    public let gpuLayers: Int32
 
     /// Loads a GGUF file. `gpuLayers` < 0 offloads every layer when llama.cpp was built with a GPU backend.
     /// `repackWeights` lets llama.cpp re-lay quantised weights for its CPU kernels (its default).
@@ -66,6 +68,7 @@ public final class LlamaModel: @unchecked Sendable {
         self.pointer = model
         self.vocab = vocab
         self.path = path
+        self.gpuLayers = gpuLayers
     }
 
     deinit {

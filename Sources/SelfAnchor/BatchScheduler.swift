@@ -1,17 +1,22 @@
 import Llama
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Continuous batching: every decode of every request in flight goes through here, so that requests
 /// decoding at the same time share one `llama_decode` per step instead of taking turns.
 ///
 /// A run `join`s when it starts and `leave`s when it ends. To decode, it submits its tokens and
-/// sleeps; when every run in flight has submitted, the last one to arrive decodes all submissions as
-/// one batch (chunked to the batch size), hands each run its logits and wakes them. The runs then
-/// pick their next tokens in parallel and submit again. A lone run decodes at once, as before.
+/// sleeps; when every run in flight has submitted, the scheduler's decoding thread decodes all
+/// submissions as one batch (chunked to the batch size), hands each run its logits and wakes them.
+/// The runs then pick their next tokens in parallel and submit again. A lone run decodes at once.
 ///
-/// KV-cache edits (`withContext`) wait for a running decode and are never interleaved with one. A
-/// decode is aborted only when every run in it is cancelled. When the batch does not fit the KV cache
-/// (`llama_decode` returns 1, which leaves the cache unchanged), the runs are retried one at a time,
-/// so only a run that itself does not fit is told so.
+/// (Its `llama_decode` calls themselves run on the process's `ComputeThread`.) KV-cache edits
+/// (`withContext`) wait for a running decode and are never interleaved with one.
+/// A decode is aborted only when every run in it is cancelled. When the batch does not fit the KV
+/// cache (`llama_decode` returns 1, which leaves the cache unchanged), the runs are retried one at a
+/// time, so only a run that itself does not fit is told so.
 final class BatchScheduler: @unchecked Sendable {
     /// One token to decode: its sequence, position, and whether its next-token logits are wanted.
     struct Item {
@@ -42,54 +47,80 @@ final class BatchScheduler: @unchecked Sendable {
         }
     }
 
+    /// What the runs and the decoding thread share, under `lock`.
+    private final class State: @unchecked Sendable {
+        let lock = ConditionLock()
+        var participants = 0
+        var pending: [Submission] = []
+        /// A decode or a KV edit is running.
+        var busy = false
+        var stopping = false
+        var decodes = 0
+        var submissions = 0
+
+        var readyToDecode: Bool { !busy && !pending.isEmpty && pending.count >= participants }
+    }
+
     let context: LlamaContext
-    private let batch: LlamaBatch
-    private let lock = ConditionLock()
-    private var participants = 0
-    private var pending: [Submission] = []
-    /// A decode or a KV edit is running.
-    private var busy = false
-    /// Decodes run so far, and how many submissions they carried (for tests and the bench).
-    private var decodes = 0
-    private var submissions = 0
-    var decodeCount: Int { lock.withLock { decodes } }
-    var submissionCount: Int { lock.withLock { submissions } }
+    private let state = State()
+    private var thread: pthread_t?
+
+    /// Rounds of at most this many tokens are decoded a token per `llama_decode` call. On the 2-core
+    /// CPU this was built on, a batch of two tokens costs 2.6 single-token decodes and a batch of three
+    /// costs three (`selfanchor bench`: "2 sequences one per decode" against "2 sequences in one batch");
+    /// from four tokens up a batch wins. 0 always batches (set for GPU offload, where batching is cheap).
+    var smallRoundLimit: Int {
+        get { decoder.smallRoundLimit }
+        set { decoder.smallRoundLimit = newValue }
+    }
+    private let decoder: Decoder
 
     init(context: LlamaContext) {
         self.context = context
-        batch = LlamaBatch(capacity: context.options.batchSize)
+        let decoder = Decoder(context: context)
+        self.decoder = decoder
+        let state = self.state
+        thread = startThread { Self.decodeLoop(state, decoder) }
     }
 
-    /// Runs in flight.
-    var runCount: Int { lock.withLock { participants } }
-
-    /// A run starts; returns how many runs (itself included) are now in flight.
-    @discardableResult
-    func join() -> Int {
-        lock.withLock {
-            participants += 1
-            return participants
+    deinit {
+        state.lock.withLock {
+            state.stopping = true
+            state.lock.broadcast()
         }
+        if let thread { pthread_join(thread, nil) }
+    }
+
+    /// Decodes run so far, and how many submissions they carried (for tests and the bench).
+    var decodeCount: Int { state.lock.withLock { state.decodes } }
+    var submissionCount: Int { state.lock.withLock { state.submissions } }
+
+    /// Runs in flight.
+    var runCount: Int { state.lock.withLock { state.participants } }
+
+    /// A run starts.
+    func join() {
+        state.lock.withLock { state.participants += 1 }
     }
 
     /// A run ends: the others no longer wait for it.
     func leave() {
-        lock.withLock {
-            participants -= 1
-            lock.broadcast()
+        state.lock.withLock {
+            state.participants -= 1
+            state.lock.broadcast()
         }
     }
 
     /// Runs `body` on the context when no decode is running (KV-cache edits).
     func withContext<T>(_ body: (LlamaContext) throws -> T) rethrows -> T {
-        lock.lock()
-        while busy { lock.wait() }
-        busy = true
-        lock.unlock()
+        state.lock.lock()
+        while state.busy { state.lock.wait() }
+        state.busy = true
+        state.lock.unlock()
         defer {
-            lock.withLock {
-                busy = false
-                lock.broadcast()
+            state.lock.withLock {
+                state.busy = false
+                state.lock.broadcast()
             }
         }
         return try body(context)
@@ -101,88 +132,104 @@ final class BatchScheduler: @unchecked Sendable {
                 receiveLogits: @escaping (Int32, UnsafeBufferPointer<Float>) -> Void) -> Submission
     {
         let mine = Submission(items: items, cancellation: cancellation, receiveLogits: receiveLogits)
-        lock.lock()
-        pending.append(mine)
-        lock.broadcast()
-        while !mine.done {
-            if !busy && !pending.isEmpty && pending.count >= participants {
-                let submissions = pending
-                pending.removeAll()
-                busy = true
-                decodes += 1
-                self.submissions += submissions.count
-                lock.unlock()
-                run(submissions)
-                lock.lock()
-                busy = false
-                for submission in submissions { submission.done = true }
-                lock.broadcast()
-            } else {
-                lock.wait()
-            }
+        state.lock.withLock {
+            state.pending.append(mine)
+            state.lock.broadcast()
+            while !mine.done { state.lock.wait() }
         }
-        lock.unlock()
         return mine
     }
 
-    // MARK: Decoding (one thread at a time: the caller holds `busy`)
-
-    private func run(_ submissions: [Submission]) {
-        context.shouldAbort = { submissions.allSatisfy { $0.cancellation.isCancelled } }
-        defer { context.shouldAbort = nil }
-        var queue: [(submission: Submission, index: Int)] = []
-        for submission in submissions {
-            for index in submission.items.indices { queue.append((submission, index)) }
+    /// The decoding thread: waits until every run in flight has submitted, decodes, wakes them.
+    private static func decodeLoop(_ state: State, _ decoder: Decoder) {
+        state.lock.lock()
+        while true {
+            while !state.stopping && !state.readyToDecode { state.lock.wait() }
+            if state.stopping { break }  // the engine is gone: no run is left to submit
+            let submissions = state.pending
+            state.pending.removeAll()
+            state.busy = true
+            state.decodes += 1
+            state.submissions += submissions.count
+            state.lock.unlock()
+            decoder.run(submissions)
+            state.lock.lock()
+            state.busy = false
+            for submission in submissions { submission.done = true }
+            state.lock.broadcast()
         }
-        var start = 0
-        while start < queue.count {
-            let chunk = queue[start..<min(queue.count, start + batch.capacity)]
-            do {
-                try decodeChunk(chunk)
-            } catch {
-                let unfinished = submissions.filter { $0.decoded < $0.items.count }
-                if error == .decodeFailed(code: 1) && unfinished.count > 1 {
-                    // The batch does not fit: the rest goes one run at a time, so that only a run that
-                    // does not fit on its own fails.
-                    for submission in unfinished { runAlone(submission) }
-                } else {
-                    for submission in unfinished { submission.error = error }
+        state.lock.unlock()
+    }
+
+    /// Turns submissions into `llama_decode` calls (only ever on the decoding thread).
+    private final class Decoder: @unchecked Sendable {
+        let context: LlamaContext
+        let batch: LlamaBatch
+        var smallRoundLimit = 3
+
+        init(context: LlamaContext) {
+            self.context = context
+            batch = LlamaBatch(capacity: context.options.batchSize)
+        }
+
+        func run(_ submissions: [Submission]) {
+            context.shouldAbort = { submissions.allSatisfy { $0.cancellation.isCancelled } }
+            defer { context.shouldAbort = nil }
+            var queue: [(submission: Submission, index: Int)] = []
+            for submission in submissions {
+                for index in submission.items.indices { queue.append((submission, index)) }
+            }
+            let chunkSize = queue.count <= smallRoundLimit ? 1 : batch.capacity
+            var start = 0
+            while start < queue.count {
+                let chunk = queue[start..<min(queue.count, start + chunkSize)]
+                do {
+                    try decodeChunk(chunk)
+                } catch {
+                    let unfinished = submissions.filter { $0.decoded < $0.items.count }
+                    if error == .decodeFailed(code: 1) && unfinished.count > 1 {
+                        // The batch does not fit: the rest goes one run at a time, so that only a run
+                        // that does not fit on its own fails.
+                        for submission in unfinished { runAlone(submission) }
+                    } else {
+                        for submission in unfinished { submission.error = error }
+                    }
+                    return
                 }
-                return
+                start += chunk.count
             }
-            start += chunk.count
         }
-    }
 
-    private func runAlone(_ submission: Submission) {
-        let remaining: [(submission: Submission, index: Int)] =
-            submission.items.indices.dropFirst(submission.decoded).map { (submission: submission, index: $0) }
-        var start = 0
-        while start < remaining.count {
-            let chunk = remaining[start..<min(remaining.count, start + batch.capacity)]
-            do {
-                try decodeChunk(chunk)
-            } catch {
-                submission.error = error
-                return
+        private func runAlone(_ submission: Submission) {
+            let remaining: [(submission: Submission, index: Int)] =
+                submission.items.indices.dropFirst(submission.decoded).map { (submission: submission, index: $0) }
+            var start = 0
+            while start < remaining.count {
+                let chunk = remaining[start..<min(remaining.count, start + batch.capacity)]
+                do {
+                    try decodeChunk(chunk)
+                } catch {
+                    submission.error = error
+                    return
+                }
+                start += chunk.count
             }
-            start += chunk.count
         }
-    }
 
-    private func decodeChunk(_ chunk: ArraySlice<(submission: Submission, index: Int)>) throws(LlamaError) {
-        batch.clear()
-        var outputs: [(submission: Submission, sequence: Int32, index: Int32)] = []
-        for (submission, index) in chunk {
-            let item = submission.items[index]
-            let batchIndex = batch.add(item.token, position: Int32(item.position), sequences: [item.sequence],
-                                       logits: item.wantsLogits)
-            if item.wantsLogits { outputs.append((submission, item.sequence, batchIndex)) }
-        }
-        try context.decode(batch)
-        for (submission, _) in chunk { submission.decoded += 1 }
-        for output in outputs {
-            output.submission.receiveLogits(output.sequence, context.logits(at: output.index))
+        private func decodeChunk(_ chunk: ArraySlice<(submission: Submission, index: Int)>) throws(LlamaError) {
+            batch.clear()
+            var outputs: [(submission: Submission, sequence: Int32, index: Int32)] = []
+            for (submission, index) in chunk {
+                let item = submission.items[index]
+                let batchIndex = batch.add(item.token, position: Int32(item.position), sequences: [item.sequence],
+                                           logits: item.wantsLogits)
+                if item.wantsLogits { outputs.append((submission, item.sequence, batchIndex)) }
+            }
+            try context.decode(batch)
+            for (submission, _) in chunk { submission.decoded += 1 }
+            for output in outputs {
+                output.submission.receiveLogits(output.sequence, context.logits(at: output.index))
+            }
         }
     }
 }

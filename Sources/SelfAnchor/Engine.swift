@@ -152,6 +152,7 @@ public final class Engine: @unchecked Sendable {
         self.parallel = parallel
         self.context = try LlamaContext(model: model, options: options)
         self.scheduler = BatchScheduler(context: context)
+        if model.gpuLayers != 0 { scheduler.smallRoundLimit = 0 }
         self.slots = (0..<parallel).map(Slot.init)
         self.freeSlots = Array(0..<parallel)
     }

@@ -60,7 +60,11 @@ public struct SolveParams: Sendable {
         request.anchors = try options.strings("anchors") ?? []
         request.placeholder = try options.string("placeholder", nonEmpty: true) ?? request.placeholder
         request.anchorSpans = try options.integer("anchorSpans", in: 0...32) ?? request.anchorSpans
-        request.steering.skipMaskedAbove = try options.double("skipMaskedAbove", in: 0...1)
+        if options.object["skipMaskedAbove"] == .null {
+            request.steering.skipMaskedAbove = nil  // off: the masked context runs on every token
+        } else if let value = try options.double("skipMaskedAbove", in: 0...1) {
+            request.steering.skipMaskedAbove = value
+        }
         self.request = request
         self.stream = try reader.bool("stream") ?? true
     }

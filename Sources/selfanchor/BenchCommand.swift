@@ -39,13 +39,20 @@ struct BenchCommand: ParsableCommand {
         let context = try LlamaContext(model: model, options: rawOptions)
         let prompt = try model.tokenize(String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 20),
                                         addSpecial: true)
-        var raw: [Int: Double] = [:]
-        for sequences in [1, 2, 3, 4, 8] {
-            raw[sequences] = median((0..<repeats).map { _ in (try? rawRate(context, prompt: prompt, sequences: sequences)) ?? 0 })
+        // Alternating, so that a slow spell of the machine hits every batch size alike.
+        var samples: [Int: [Double]] = [:]
+        for _ in 0..<repeats {
+            for sequences in [1, 2, 3, 4, 8] {
+                samples[sequences, default: []].append((try? rawRate(context, prompt: prompt, sequences: sequences)) ?? 0)
+            }
+            samples[-2, default: []].append((try? rawRate(context, prompt: prompt, sequences: 2, separately: true)) ?? 0)
         }
+        let raw = samples.mapValues(median)
         let single = raw[1] ?? 0
         Terminal.write("model: \(model.description), threads: \(options.effectiveThreads), \(tokens) tokens, median of \(repeats)\n")
         Terminal.write("raw decode, 1 sequence:                 \(format(single)) tok/s per sequence\n")
+        let separate = raw[-2] ?? 0
+        Terminal.write("raw decode, 2 sequences one per decode: \(format(separate)) tok/s per sequence (\(format(separate / single))x)\n")
         for sequences in [2, 3, 4, 8] {
             let rate = raw[sequences] ?? 0
             Terminal.write("raw decode, \(sequences) sequences in one batch:   \(format(rate)) tok/s per sequence (\(format(rate / single))x), "
@@ -90,10 +97,15 @@ struct BenchCommand: ParsableCommand {
     func benchConcurrency(model: LlamaModel, options: ContextOptions) throws {
         let engine = try Engine(model: model, options: options, parallel: concurrent)
         let questions = (0..<concurrent).map { Self.concurrentQuestions[$0 % Self.concurrentQuestions.count] }
-        for strategy in [Strategy.cot, .selfAnchor] {
+        let kinds: [(String, Strategy, Double?)] = [
+            ("cot", .cot, nil), ("self-anchor, masked every token", .selfAnchor, nil),
+            ("self-anchor (adaptive 0.9)", .selfAnchor, SteeringOptions.defaultSkipMaskedAbove),
+        ]
+        for (name, strategy, skipMaskedAbove) in kinds {
             func request(_ question: String) -> SolveRequest {
                 var request = SolveRequest(question: question, strategy: strategy)
                 request.maxTokens = tokens
+                request.steering.skipMaskedAbove = skipMaskedAbove
                 return request
             }
             _ = try engine.solve(request(questions[0]))  // the prompt cache, warm for both
@@ -124,7 +136,7 @@ struct BenchCommand: ParsableCommand {
                 batching.append(Double(engine.batchedSubmissions - before.1) / Double(max(1, engine.batchedDecodes - before.0)))
             }
             let (one, all) = (median(serial), median(together))
-            Terminal.write("\(concurrent) \(strategy.rawValue) solves at once:".padding(38)
+            Terminal.write("\(concurrent) at once, \(name):".padding(38)
                 + "\(format(all)) tok/s aggregate vs \(format(one)) one after another (\(format(all / one))x; "
                 + "\(format(median(batching))) requests per decode)\n")
         }
@@ -174,7 +186,9 @@ struct BenchCommand: ParsableCommand {
     /// Plain greedy decoding, SPA (two sequences per batch), Self-Anchor and attention-anchor (Self-Anchor
     /// plus an attention-reading pass per line), each generating `tokens` tokens.
     func decoders() -> [(String, (Engine) throws -> Timings)] {
-        func solve(_ strategy: Strategy, skipMaskedAbove: Double? = nil) -> (Engine) throws -> Timings {
+        func solve(_ strategy: Strategy, skipMaskedAbove: Double? = SteeringOptions.defaultSkipMaskedAbove)
+            -> (Engine) throws -> Timings
+        {
             { engine in
                 var request = SolveRequest(question: Self.question, strategy: strategy)
                 request.steering.skipMaskedAbove = skipMaskedAbove
@@ -193,14 +207,15 @@ struct BenchCommand: ParsableCommand {
         return [
             ("plain greedy", generate([])),
             ("spa (question anchored)", generate([Self.question])),
-            ("self-anchor", solve(.selfAnchor)),
-            ("self-anchor, adaptive masked (0.9)", solve(.selfAnchor, skipMaskedAbove: 0.9)),
+            ("self-anchor, masked pass every token", solve(.selfAnchor, skipMaskedAbove: nil)),
+            ("self-anchor (adaptive masked pass 0.9)", solve(.selfAnchor)),
             ("attention-anchor", solve(.attentionAnchor)),
         ]
     }
 
     /// Generated tokens per second per sequence when `sequences` continuations advance together.
-    func rawRate(_ context: LlamaContext, prompt: [LlamaToken], sequences: Int) throws -> Double {
+    /// With `separately`, each sequence's token gets its own `llama_decode` call instead of sharing one.
+    func rawRate(_ context: LlamaContext, prompt: [LlamaToken], sequences: Int, separately: Bool = false) throws -> Double {
         context.clearMemory()
         let batch = LlamaBatch(capacity: max(prompt.count, sequences))
         batch.add(prompt, startingAt: 0, sequence: 0, logitsForLast: true)
@@ -209,16 +224,22 @@ struct BenchCommand: ParsableCommand {
         let clock = ContinuousClock()
         let start = clock.now
         for step in 0..<tokens {
+            // Each sequence's next token (reading its logits as a sampler would), then one decode for all
+            // of them, or one each.
             batch.clear()
-            for sequence in 0..<sequences {
-                let token = LlamaSampler.argmax(context.logits(at: Int32(step == 0 ? prompt.count - 1 : sequence)))
-                _ = token
-            }
             for sequence in 0..<sequences {
                 batch.add(LlamaToken(100 + sequence + step % 50), position: Int32(prompt.count + step),
                           sequences: [Int32(sequence)], logits: true)
+                if separately {
+                    try context.decode(batch)
+                    _ = LlamaSampler.argmax(context.logits(at: 0))
+                    batch.clear()
+                }
             }
-            try context.decode(batch)
+            if !separately {
+                try context.decode(batch)
+                for index in 0..<sequences { _ = LlamaSampler.argmax(context.logits(at: Int32(index))) }
+            }
         }
         let elapsed = clock.now - start
         let seconds = elapsed.milliseconds / 1000

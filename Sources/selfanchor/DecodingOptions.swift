@@ -28,8 +28,8 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "attention-anchor: highest-FAI spans of the generation steered toward (with the question).")
     var anchorSpans: Int = 3
 
-    @Option(name: .long, help: "Adaptive masked pass: skip the masked context on tokens whose real top-1 probability is at least P.")
-    var skipMaskedAbove: Double?
+    @Option(name: .long, help: "Adaptive masked pass: skip the masked context on tokens whose real top-1 probability is at least P ('off': run it on every token).")
+    var skipMaskedAbove: MaskedPassThreshold = .init(SteeringOptions.defaultSkipMaskedAbove)
 
     @Option(name: .long, help: "Most tokens to generate.")
     var maxTokens: Int = 768
@@ -52,7 +52,7 @@ struct DecodingOptions: ParsableArguments {
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") }
-        if let skipMaskedAbove, !(0...1).contains(skipMaskedAbove) {
+        if let skipMaskedAbove = skipMaskedAbove.value, !(0...1).contains(skipMaskedAbove) {
             throw ValidationError("--skip-masked-above must be a probability between 0 and 1")
         }
         guard (0...32).contains(anchorSpans) else { throw ValidationError("--anchor-spans must be between 0 and 32") }
@@ -76,6 +76,23 @@ struct DecodingOptions: ParsableArguments {
         request.anchors = anchors
         request.placeholder = placeholder
         request.anchorSpans = anchorSpans
-        request.steering.skipMaskedAbove = skipMaskedAbove
+        request.steering.skipMaskedAbove = skipMaskedAbove.value
     }
+}
+
+/// `--skip-masked-above`: a probability, or `off`.
+struct MaskedPassThreshold: ExpressibleByArgument, CustomStringConvertible {
+    var value: Double?
+    init(_ value: Double?) { self.value = value }
+    init?(argument: String) {
+        if argument == "off" {
+            value = nil
+        } else if let number = Double(argument) {
+            value = number
+        } else {
+            return nil
+        }
+    }
+    var description: String { value.map { String($0) } ?? "off" }
+    var defaultValueDescription: String { description }
 }

@@ -16,6 +16,8 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
         "Tom has 3 boxes with 4 pens each. How many pens does he have?",
         "A train travels 60 km in one hour. How far does it go in 3 hours?",
     ]
+    /// A word each question's solution uses and the others' do not.
+    static let keywords = ["cow", "pen", "km"]
 
     func request(_ question: String, _ strategy: Strategy = .selfAnchor, maxTokens: Int = 48) -> SolveRequest {
         var request = SolveRequest(question: question, strategy: strategy)
@@ -40,6 +42,10 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
             guard let result else { continue }
             #expect(result.text.hasPrefix("Plan 1:"))
             #expect(result.timings.predictedN > 0)
+            // Each request decoded from its own logits: it talks about its own question only.
+            for (other, keyword) in Self.keywords.enumerated() {
+                #expect(result.text.contains(keyword) == (other == index), "request \(index): \(result.text)")
+            }
             #expect(result.answer != nil)
             // The same request alone did the same amount of work (batching changes which cells and
             // batches it shares, so a near tie may go another way: the text itself is not compared).
