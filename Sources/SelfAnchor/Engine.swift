@@ -296,7 +296,6 @@ final class DecodingRun {
     /// exactly. (Requests decoding together do not repeat exactly: their batches differ from run to run.)
     func execute(_ body: () throws -> Void) throws(DecoderError) -> SolveResult {
         engine.scheduler.join()
-        cache.clear(slot.sequences)
         defer {
             cache.clear(slot.sequences)
             if usesPromptCache { engine.releasePromptCache() }
