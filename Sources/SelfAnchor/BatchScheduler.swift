@@ -1,19 +1,15 @@
 import Llama
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// Continuous batching: every decode of every request in flight goes through here, so that requests
 /// decoding at the same time share one `llama_decode` per step instead of taking turns.
 ///
 /// A run `join`s when it starts and `leave`s when it ends. To decode, it submits its tokens and
-/// sleeps; when every run in flight has submitted, the scheduler's decoding thread decodes all
-/// submissions as one batch (chunked to the batch size), hands each run its logits and wakes them.
-/// The runs then pick their next tokens in parallel and submit again. A lone run decodes at once.
+/// sleeps; when every run in flight has submitted, the last to arrive decodes all submissions as one
+/// batch (chunked to the batch size), hands each run its logits and wakes them. The runs then pick
+/// their next tokens in parallel and submit again. A lone run decodes at once. (The `llama_decode`
+/// calls themselves run on the process's `ComputeThread`, whichever run leads.)
 ///
-/// (Its `llama_decode` calls themselves run on the process's `ComputeThread`.) KV-cache edits
-/// (`withContext`) wait for a running decode and are never interleaved with one.
+/// KV-cache edits (`withContext`) wait for a running decode and are never interleaved with one.
 /// A decode is aborted only when every run in it is cancelled. When the batch does not fit the KV
 /// cache (`llama_decode` returns 1, which leaves the cache unchanged), the runs are retried one at a
 /// time, so only a run that itself does not fit is told so.
@@ -47,14 +43,13 @@ final class BatchScheduler: @unchecked Sendable {
         }
     }
 
-    /// What the runs and the decoding thread share, under `lock`.
+    /// What the runs share, under `lock`.
     private final class State: @unchecked Sendable {
         let lock = ConditionLock()
         var participants = 0
         var pending: [Submission] = []
         /// A decode or a KV edit is running.
         var busy = false
-        var stopping = false
         var decodes = 0
         var submissions = 0
 
@@ -63,7 +58,6 @@ final class BatchScheduler: @unchecked Sendable {
 
     let context: LlamaContext
     private let state = State()
-    private var thread: pthread_t?
 
     /// Rounds of at most this many tokens are decoded a token per `llama_decode` call. On the 2-core
     /// CPU this was built on, a batch of two tokens costs 2.6 single-token decodes and a batch of three
@@ -77,18 +71,7 @@ final class BatchScheduler: @unchecked Sendable {
 
     init(context: LlamaContext) {
         self.context = context
-        let decoder = Decoder(context: context)
-        self.decoder = decoder
-        let state = self.state
-        thread = startThread { Self.decodeLoop(state, decoder) }
-    }
-
-    deinit {
-        state.lock.withLock {
-            state.stopping = true
-            state.lock.broadcast()
-        }
-        if let thread { pthread_join(thread, nil) }
+        decoder = Decoder(context: context)
     }
 
     /// Decodes run so far, and how many submissions they carried (for tests and the bench).
@@ -132,36 +115,31 @@ final class BatchScheduler: @unchecked Sendable {
                 receiveLogits: @escaping (Int32, UnsafeBufferPointer<Float>) -> Void) -> Submission
     {
         let mine = Submission(items: items, cancellation: cancellation, receiveLogits: receiveLogits)
-        state.lock.withLock {
-            state.pending.append(mine)
-            state.lock.broadcast()
-            while !mine.done { state.lock.wait() }
+        state.lock.lock()
+        state.pending.append(mine)
+        while !mine.done {
+            if state.readyToDecode {
+                // Everyone is waiting: this run decodes the round for all of them.
+                let submissions = state.pending
+                state.pending.removeAll()
+                state.busy = true
+                state.decodes += 1
+                state.submissions += submissions.count
+                state.lock.unlock()
+                decoder.run(submissions)
+                state.lock.lock()
+                state.busy = false
+                for submission in submissions { submission.done = true }
+                state.lock.broadcast()
+            } else {
+                state.lock.wait()
+            }
         }
+        state.lock.unlock()
         return mine
     }
 
-    /// The decoding thread: waits until every run in flight has submitted, decodes, wakes them.
-    private static func decodeLoop(_ state: State, _ decoder: Decoder) {
-        state.lock.lock()
-        while true {
-            while !state.stopping && !state.readyToDecode { state.lock.wait() }
-            if state.stopping { break }  // the engine is gone: no run is left to submit
-            let submissions = state.pending
-            state.pending.removeAll()
-            state.busy = true
-            state.decodes += 1
-            state.submissions += submissions.count
-            state.lock.unlock()
-            decoder.run(submissions)
-            state.lock.lock()
-            state.busy = false
-            for submission in submissions { submission.done = true }
-            state.lock.broadcast()
-        }
-        state.lock.unlock()
-    }
-
-    /// Turns submissions into `llama_decode` calls (only ever on the decoding thread).
+    /// Turns submissions into `llama_decode` calls (one round at a time: the leader holds `busy`).
     private final class Decoder: @unchecked Sendable {
         let context: LlamaContext
         let batch: LlamaBatch
@@ -179,39 +157,33 @@ final class BatchScheduler: @unchecked Sendable {
             for submission in submissions {
                 for index in submission.items.indices { queue.append((submission, index)) }
             }
-            let chunkSize = queue.count <= smallRoundLimit ? 1 : batch.capacity
-            var start = 0
-            while start < queue.count {
-                let chunk = queue[start..<min(queue.count, start + chunkSize)]
-                do {
-                    try decodeChunk(chunk)
-                } catch {
-                    let unfinished = submissions.filter { $0.decoded < $0.items.count }
-                    if error == .decodeFailed(code: 1) && unfinished.count > 1 {
-                        // The batch does not fit: the rest goes one run at a time, so that only a run
-                        // that does not fit on its own fails.
-                        for submission in unfinished { runAlone(submission) }
-                    } else {
-                        for submission in unfinished { submission.error = error }
+            do {
+                try decode(queue, chunkSize: queue.count <= smallRoundLimit ? 1 : batch.capacity)
+            } catch {
+                let unfinished = submissions.filter { $0.decoded < $0.items.count }
+                if error == .decodeFailed(code: 1) && unfinished.count > 1 {
+                    // The batch does not fit: the rest goes one run at a time, so that only a run that
+                    // does not fit on its own fails.
+                    for submission in unfinished {
+                        do {
+                            try decode(submission.items.indices.dropFirst(submission.decoded).map { (submission, $0) },
+                                       chunkSize: batch.capacity)
+                        } catch {
+                            submission.error = error
+                        }
                     }
-                    return
+                } else {
+                    for submission in unfinished { submission.error = error }
                 }
-                start += chunk.count
             }
         }
 
-        private func runAlone(_ submission: Submission) {
-            let remaining: [(submission: Submission, index: Int)] =
-                submission.items.indices.dropFirst(submission.decoded).map { (submission: submission, index: $0) }
+        /// Decodes the items in order, `chunkSize` per `llama_decode` call.
+        private func decode(_ items: [(submission: Submission, index: Int)], chunkSize: Int) throws(LlamaError) {
             var start = 0
-            while start < remaining.count {
-                let chunk = remaining[start..<min(remaining.count, start + batch.capacity)]
-                do {
-                    try decodeChunk(chunk)
-                } catch {
-                    submission.error = error
-                    return
-                }
+            while start < items.count {
+                let chunk = items[start..<min(items.count, start + chunkSize)]
+                try decodeChunk(chunk)
                 start += chunk.count
             }
         }

@@ -56,6 +56,7 @@ public final class Engine: @unchecked Sendable {
 
     /// The KV-cache sequences (and attention tracker) of one request in flight.
     final class Slot {
+        let index: Int
         let real: Int32
         let questionMasked: Int32
         let planMasked: Int32
@@ -64,6 +65,7 @@ public final class Engine: @unchecked Sendable {
         var sequences: [Int32] { [real, questionMasked, planMasked] }
 
         init(index: Int) {
+            self.index = index
             real = Int32(1 + 3 * index)
             questionMasked = real + 1
             planMasked = real + 2
@@ -94,7 +96,7 @@ public final class Engine: @unchecked Sendable {
         promptCacheLock.withLock {
             guard promptCache.users == 0 && !promptCache.filling else { return }
             promptCache.tokens = []
-            scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
+            emptyPromptCacheSequence()
         }
     }
 
@@ -111,7 +113,7 @@ public final class Engine: @unchecked Sendable {
             }
             guard promptCache.users == 0 else { return .unavailable }
             promptCache = PromptCache(tokens: [], filling: true, users: 1)
-            scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
+            emptyPromptCacheSequence()
             return .fill
         }
     }
@@ -121,8 +123,12 @@ public final class Engine: @unchecked Sendable {
         promptCacheLock.withLock {
             promptCache.filling = false
             promptCache.tokens = prefix ?? []
-            if prefix == nil { scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) } }
+            if prefix == nil { emptyPromptCacheSequence() }
         }
+    }
+
+    private func emptyPromptCacheSequence() {
+        scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
     }
 
     /// A request that claimed the prompt cache has ended.
@@ -168,7 +174,7 @@ public final class Engine: @unchecked Sendable {
 
     func releaseSlot(_ slot: Slot) {
         slotLock.withLock {
-            if let index = slots.firstIndex(where: { $0 === slot }) { freeSlots.append(index) }
+            freeSlots.append(slot.index)
             freeSlots.sort()
             slotLock.broadcast()
         }
@@ -278,8 +284,7 @@ final class DecodingRun {
         self.engine = engine
         self.slot = slot
         self.model = engine.model
-        self.cache = SequenceCache(scheduler: engine.scheduler, sequences: slot.sequences, known: [:],
-                                   cancellation: cancellation)
+        self.cache = SequenceCache(scheduler: engine.scheduler, sequences: slot.sequences, cancellation: cancellation)
         self.sampler = LlamaSampler(options: sampling)
         self.cancellation = cancellation
         self.emit = emit

@@ -33,16 +33,12 @@ final class SequenceCache {
     /// A target shares a prefix from another sequence only when that saves at least this many tokens.
     private let shareThreshold = 4
 
-    /// `known` gives what sequences already hold (the prompt cache); the others start empty.
-    init(scheduler: BatchScheduler, sequences: [Int32], known: [Int32: [LlamaToken]], cancellation: CancellationFlag) {
+    /// Tracks the given sequences, which start empty (`track` adds the prompt cache's).
+    init(scheduler: BatchScheduler, sequences: [Int32], cancellation: CancellationFlag) {
         self.scheduler = scheduler
-        self.sequences = sequences
+        self.sequences = []
         self.cancellation = cancellation
-        for sequence in sequences {
-            cached[sequence] = known[sequence] ?? []
-            logitsAt[sequence] = -1
-            decodedCounts[sequence] = 0
-        }
+        for sequence in sequences { track(sequence, holding: []) }
     }
 
     func decodedCount(_ sequence: Int32) -> Int { decodedCounts[sequence] ?? 0 }
@@ -63,10 +59,7 @@ final class SequenceCache {
         scheduler.withContext { context in
             for sequence in cleared { context.removeTokens(sequence: sequence) }
         }
-        for sequence in cleared {
-            cached[sequence] = []
-            logitsAt[sequence] = -1
-        }
+        for sequence in cleared { forget(sequence) }
     }
 
     /// Forgets what a sequence holds without touching the KV cache (another run emptied it).
