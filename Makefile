@@ -7,8 +7,10 @@ SWIFT ?= swift
 SWIFT_TEST_FLAGS ?=
 QUESTION ?= Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $$2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?
 BIN := .build/release/selfanchor
+# Passed to the shell through the environment, so that "$2" in the question stays "$2".
+export QUESTION
 
-.PHONY: run test test-protocol test-clients test-tools test-asan test-tsan fuzz soak bench setup setup-test deps llama models models-test build build-debug clean help
+.PHONY: install uninstall run test test-protocol test-clients test-tools test-asan test-tsan fuzz soak bench setup setup-test deps llama models models-test build build-debug clean help
 
 help:
 	@echo "make run      set up, build release, solve a sample problem on the default model"
@@ -16,9 +18,11 @@ help:
 	@echo "make setup    install system packages, llama.cpp and both models (idempotent)"
 	@echo "make build    release build of .build/release/selfanchor"
 	@echo "make bench    speed and memory ratios on the default model"
+	@echo "make install  selfanchor, completions and the Python client under PREFIX (default ~/.local)"
+	@echo "make uninstall  remove exactly what make install put under PREFIX"
 
 run: setup build
-	$(BIN) solve --model default "$(QUESTION)"
+	$(BIN) solve --model default "$$QUESTION"
 
 test: setup-test test-tools
 	$(SWIFT) build --build-tests $(SWIFT_TEST_FLAGS)
@@ -29,7 +33,7 @@ test: setup-test test-tools
 # Conformance: the real daemon over pipes, both framings, every message checked against Protocol/schema.
 DAEMON_BIN ?= $(CURDIR)/.build/debug/selfanchor
 test-protocol: test-tools
-	cd Tests/protocol && SELFANCHOR_BIN=$(DAEMON_BIN) ../../.venv/bin/python -m pytest -q
+	cd Tests/protocol && SELFANCHOR_BIN=$(DAEMON_BIN) ../../.venv/bin/python -m pytest -q -rs
 
 # The Swift tests and the protocol tests (real daemon) under AddressSanitizer / ThreadSanitizer, each in
 # its own build directory. Slow: a full instrumented build. Suppressions: scripts/sanitizers/.
@@ -64,8 +68,8 @@ soak: setup-test build-debug
 	.venv/bin/python scripts/soak.py
 
 test-tools: llama
-	@.venv/bin/python -c 'import pytest, jsonschema, nbclient, nbformat, ipykernel' 2>/dev/null \
-		|| .venv/bin/pip install --quiet pytest jsonschema nbclient nbformat ipykernel
+	@.venv/bin/python -c 'import pytest, jsonschema, nbclient, nbformat, ipykernel, mcp' 2>/dev/null \
+		|| .venv/bin/pip install --quiet pytest jsonschema nbclient nbformat ipykernel mcp
 
 # Every client against the real daemon (debug build) on the test model.
 test-clients: test-tools
@@ -96,6 +100,15 @@ build: deps llama
 
 build-debug: deps llama
 	$(SWIFT) build --product selfanchor
+
+# Installs under PREFIX: bin/selfanchor (its rpath finds llama.cpp in lib/selfanchor), shell completions,
+# the Python client, share/selfanchor/install_models.py; the manifest lets uninstall remove exactly that.
+PREFIX ?= $(HOME)/.local
+install: build
+	scripts/install.sh "$(PREFIX)"
+
+uninstall:
+	scripts/uninstall.sh "$(PREFIX)"
 
 clean:
 	rm -rf .build .build-asan .build-tsan .build-fuzz

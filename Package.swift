@@ -44,7 +44,11 @@ let package = Package(
             name: "Llama",
             dependencies: ["CLlama"],
             linkerSettings: [
-                .unsafeFlags(["-L" + llamaLib, "-Xlinker", "-rpath", "-Xlinker", llamaLib])
+                // An installed binary (`make install`) finds the libraries beside it first.
+                .unsafeFlags([
+                    "-L" + llamaLib, "-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../lib/selfanchor",
+                    "-Xlinker", "-rpath", "-Xlinker", llamaLib,
+                ])
             ]
         ),
         // Attention maps read during a forward pass: WAAD, FAI, preplan/anchor tokens, credit weights, report.
@@ -57,7 +61,8 @@ let package = Package(
         .target(name: "JSONRPCTransport"),
         // The selfanchor protocol's methods: params decoding and result shapes (no I/O).
         .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON", "SelfAnchor", "Llama", "AttentionAnalysis"]),
-        // The daemon's dispatcher: lifecycle, queue, engine thread, cancellation (no I/O).
+        // The daemon's dispatcher: lifecycle, admission queue, request threads, cancellation (messages out
+        // through a closure: no reading or writing of its own).
         .target(
             name: "SelfAnchorServer",
             dependencies: [
@@ -65,6 +70,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `serve --mcp`: the Model Context Protocol, translated to and from the daemon's dispatcher.
+        .target(name: "SelfAnchorMCP", dependencies: ["JSON", "JSONRPC", "SelfAnchorProtocol", "SelfAnchorServer"]),
         // `selfanchor eval`: benchmark loaders, the resumable runner, statistics and the report.
         .target(name: "Evaluation", dependencies: ["SelfAnchor", "JSON", "Llama"]),
         // The command line.
@@ -72,7 +79,7 @@ let package = Package(
             name: "selfanchor",
             dependencies: [
                 "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "SelfAnchorServer", "Evaluation",
-                "SelfAnchorProtocol", "AttentionAnalysis",
+                "SelfAnchorProtocol", "AttentionAnalysis", "SelfAnchorMCP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -20,7 +20,7 @@ fi
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
-echo "setup: installing Debian packages: ${missing[*]}" >&2
+echo "setup: [packages] installing Debian packages (1-3 minutes): ${missing[*]}" >&2
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
     exit 1

@@ -25,9 +25,19 @@ PYTHON=${PYTHON:-python3}
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 installed=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('llama_cpp_python'))" 2>/dev/null || true)
 if [ "$installed" != "$LLAMA_CPP_PYTHON_VERSION" ] || [ ! -f "$site/include/llama.h" ]; then
-    echo "setup: installing llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION (a cold build of llama.cpp takes about 9 minutes)" >&2
+    echo "setup: [llama.cpp] installing llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION: a cold build of llama.cpp" \
+        "takes 6-12 minutes on 2 cores (seconds when pip's wheel cache has it)" >&2
+    start=$(date +%s)
     CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}" .venv/bin/pip install --quiet \
-        "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" >&2
+        "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" >&2 &
+    pip_pid=$!
+    # A line a minute, so a long build does not look like a hang.
+    while kill -0 "$pip_pid" 2>/dev/null; do
+        for _ in $(seq 60); do kill -0 "$pip_pid" 2>/dev/null || break; sleep 1; done
+        kill -0 "$pip_pid" 2>/dev/null && echo "setup: [llama.cpp] still building ($(( ($(date +%s) - start) / 60 )) min so far)" >&2
+    done
+    wait "$pip_pid"
+    echo "setup: [llama.cpp] installed in $(( $(date +%s) - start )) s" >&2
 fi
 [ -f "$site/include/llama.h" ] || { echo "setup: llama-cpp-python installed no include/llama.h" >&2; exit 1; }
 ln -sfn "$site" .deps/llama

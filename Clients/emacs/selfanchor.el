@@ -18,7 +18,9 @@
 (defgroup selfanchor nil "Self-Anchor reasoning with a local model." :group 'tools)
 
 (defcustom selfanchor-program "selfanchor" "The selfanchor binary." :type 'string)
-(defcustom selfanchor-model "default" "Model: \"default\", \"test\", or a GGUF path." :type 'string)
+(defcustom selfanchor-model "default"
+  "Model: \"default\" (Qwen2.5-Coder-1.5B), \"fast\" (0.5B), \"test\", a catalog name (\"qwen-1.5b\", \"qwen-0.5b\", \"smollm2-135m\"), or a GGUF path."
+  :type (quote string))
 (defcustom selfanchor-strategy "self-anchor" "Decoding strategy." :type 'string)
 (defcustom selfanchor-options nil "Extra solve options, a plist such as (:maxTokens 256 :omega 1.5)." :type 'plist)
 

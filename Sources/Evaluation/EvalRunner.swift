@@ -15,28 +15,51 @@ public struct EvalRecord: Sendable, Equatable {
     public var predictedN: Int
     public var predictedMs: Double
     public var steps: Int
+    /// The variant definition the record was made under (nil: a strategy under its own name).
+    public var variant: String? = nil
 }
 
-/// Runs every strategy on every item with one loaded engine, several at once, appending one JSON line
-/// per (item, strategy) to `<out>/results.jsonl` as soon as it is done (in the order they finish), so a
+/// One column of an eval run: a strategy with its options, under the name its records carry as their
+/// `strategy` (a strategy's own name, or a variant's such as `nosteer` for self-anchor with ω = 1), so
+/// ablations run paired with the baselines, on the same items, in one run.
+public struct EvalColumn: Sendable {
+    public var name: String
+    /// The request every item starts from: strategy and options set, question and task filled per item.
+    public var template: SolveRequest
+    /// A variant's definition as the user wrote it (`nosteer=self-anchor:omega=1`); nil for a strategy.
+    /// Records carry it, and a resumed run refuses records made under another definition.
+    public var definition: String?
+
+    public init(name: String, template: SolveRequest, definition: String? = nil) {
+        self.name = name
+        self.template = template
+        self.definition = definition
+    }
+
+    /// A strategy under its own name, its request set up by `configure`.
+    public init(_ strategy: Strategy, configure: (inout SolveRequest) -> Void = { _ in }) {
+        var template = SolveRequest(question: "", strategy: strategy)
+        configure(&template)
+        self.init(name: strategy.rawValue, template: template)
+    }
+}
+
+/// Runs every column on every item with one loaded engine, several at once, appending one JSON line
+/// per (item, column) to `<out>/results.jsonl` as soon as it is done (in the order they finish), so a
 /// rerun resumes where the last one stopped (a half-written last line is ignored and overwritten).
 public final class EvalRunner {
     public let engine: Engine
     public let items: [EvalItem]
-    public let strategies: [Strategy]
+    public let columns: [EvalColumn]
     public let directory: String
-    private let configure: (inout SolveRequest) -> Void
 
     public var resultsPath: String { directory + "/results.jsonl" }
 
-    public init(engine: Engine, items: [EvalItem], strategies: [Strategy], directory: String,
-                configure: @escaping (inout SolveRequest) -> Void)
-    {
+    public init(engine: Engine, items: [EvalItem], columns: [EvalColumn], directory: String) {
         self.engine = engine
         self.items = items
-        self.strategies = strategies
+        self.columns = columns
         self.directory = directory
-        self.configure = configure
     }
 
     /// Records already in the results file, keyed by item id and strategy.
@@ -54,15 +77,23 @@ public final class EvalRunner {
 
     /// Runs what is missing, `parallel` requests at once (batched by the engine; at most its slots);
     /// `progress(done, total, resumed)` after each record. Returns all records.
-    public func run(parallel: Int = 1, cancellation: CancellationFlag, progress: (Int, Int, Int) -> Void) throws
-        -> [EvalRecord]
+    public func run(parallel: Int = 1, cancellation: CancellationFlag, info: EvalRunInfo? = nil,
+                    progress: (Int, Int, Int) -> Void) throws -> [EvalRecord]
     {
         try makeDirectory(directory)
         let existing = try existingRecords()
+        for column in columns {
+            guard let stale = existing.values.first(where: { $0.strategy == column.name && $0.variant != column.definition })
+            else { continue }
+            throw DatasetError(description: "\(resultsPath) has results for '\(column.name)' made as "
+                + (stale.variant.map { "'\($0)'" } ?? "the strategy \(column.name)")
+                + (column.definition.map { ", not '\($0)'" } ?? "") + ": use another --out or another name")
+        }
         let file = try AppendFile(path: resultsPath)
-        let total = items.count * strategies.count
+        if let info { try writeText(info.jsonValue.serialized() + "\n", to: EvalRunInfo.path(in: directory)) }
+        let total = items.count * columns.count
         let work = items.flatMap { item in
-            strategies.filter { existing[Self.key(item.id, $0.rawValue)] == nil }.map { (item: item, strategy: $0) }
+            columns.filter { existing[Self.key(item.id, $0.name)] == nil }.map { (item: item, column: $0) }
         }
         var state = (records: existing, next: 0, done: total - work.count, failure: nil as (any Error)?)
         let resumed = existing.count
@@ -78,7 +109,7 @@ public final class EvalRunner {
                 }
                 guard let index else { return }
                 do {
-                    guard let line = try solve(work[index].item, work[index].strategy, cancellation: cancellation) else { return }
+                    guard let line = try solve(work[index].item, work[index].column, cancellation: cancellation) else { return }
                     try lock.withLock {
                         try file.append(line.serialized() + "\n")
                         let record = EvalRecord(line)!
@@ -96,10 +127,11 @@ public final class EvalRunner {
         return ordered(state.records)
     }
 
-    /// One item with one strategy, as its results.jsonl line; nil when cancelled.
-    private func solve(_ item: EvalItem, _ strategy: Strategy, cancellation: CancellationFlag) throws -> JSONValue? {
-        var request = SolveRequest(question: item.question, strategy: strategy, task: item.task)
-        configure(&request)
+    /// One item with one column, as its results.jsonl line; nil when cancelled.
+    private func solve(_ item: EvalItem, _ column: EvalColumn, cancellation: CancellationFlag) throws -> JSONValue? {
+        var request = column.template
+        request.question = item.question
+        request.task = item.task
         let result: SolveResult
         do {
             result = try engine.solve(request, cancellation: cancellation)
@@ -113,16 +145,20 @@ public final class EvalRunner {
             }
         }
         let correct = AnswerExtractor.matches(result.answer?.extracted, reference: item.reference, task: item.task)
-        return [
-            "id": .string(item.id), "strategy": .string(strategy.rawValue), "task": .string(item.task.rawValue),
-            "question": .string(item.question), "reference": .string(item.reference),
-            "extracted": result.answer?.extracted.map(JSONValue.string) ?? .null, "correct": .bool(correct),
-            "steps_n": .int(result.steps.count), "result": result.jsonValue,
-        ]
+        var line: JSONObject = ["id": .string(item.id), "strategy": .string(column.name)]
+        if let definition = column.definition { line["variant"] = .string(definition) }
+        line["task"] = .string(item.task.rawValue)
+        line["question"] = .string(item.question)
+        line["reference"] = .string(item.reference)
+        line["extracted"] = result.answer?.extracted.map(JSONValue.string) ?? .null
+        line["correct"] = .bool(correct)
+        line["steps_n"] = .int(result.steps.count)
+        line["result"] = result.jsonValue
+        return .object(line)
     }
 
     private func ordered(_ records: [String: EvalRecord]) -> [EvalRecord] {
-        items.flatMap { item in strategies.compactMap { records[Self.key(item.id, $0.rawValue)] } }
+        items.flatMap { item in columns.compactMap { records[Self.key(item.id, $0.name)] } }
     }
 }
 
@@ -133,7 +169,7 @@ extension EvalRecord {
         let timings = value["result"]?["timings"]
         self.init(id: id, strategy: strategy, correct: correct, extracted: value["extracted"]?.stringValue,
                   predictedN: Int(timings?["predicted_n"]?.integerValue ?? 0), predictedMs: timings?["predicted_ms"]?.doubleValue ?? 0,
-                  steps: Int(value["steps_n"]?.integerValue ?? 0))
+                  steps: Int(value["steps_n"]?.integerValue ?? 0), variant: value["variant"]?.stringValue)
     }
 }
 
@@ -201,7 +237,8 @@ public func writeText(_ text: String, to path: String) throws {
     }
 }
 
-func makeDirectory(_ path: String) throws {
+/// Creates a directory and its parents (existing ones are fine).
+public func makeDirectory(_ path: String) throws {
     var prefix = path.hasPrefix("/") ? "/" : ""
     for component in path.split(separator: "/") {
         prefix += component + "/"

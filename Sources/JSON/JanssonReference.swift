@@ -1,7 +1,8 @@
 import CJansson
 import CJanssonShim
 
-/// One counted reference to a jansson `json_t`: the only place the JSON module holds a C pointer.
+/// One counted reference to a jansson `json_t`, so that a value is freed on every path. The parser and
+/// writer touch `json_t` pointers only while converting, and hand every one they keep to this type.
 ///
 /// It takes over a new reference (`owning:`) or adds one (`retaining:`), and drops it in `deinit`,
 /// so a value freed on every path is the type system's job, not the caller's.

@@ -132,6 +132,13 @@ public enum Message: Sendable, Equatable {
     }
 }
 
+/// Whatever takes the messages a connection reads: the daemon's dispatcher, or a protocol adapter in
+/// front of it (MCP). The connection hands it each decoded message, or the error for one it could not read.
+public protocol MessageReceiver: AnyObject, Sendable {
+    func receive(_ message: Message)
+    func receiveInvalid(_ error: ResponseError, id: RequestID?)
+}
+
 /// Why a JSON value is not a JSON-RPC message (answered with -32600).
 public struct DecodingFailure: Error, Sendable, Equatable {
     public var id: RequestID?

@@ -9,8 +9,9 @@ public struct AnalyzeRequest: Sendable {
         case text(prompt: String, response: String)
         /// A question and an answer, laid out with the model's chat template (user turn, assistant turn).
         case conversation(question: String, response: String)
-        /// A finished solve: the prompt is rebuilt exactly as that strategy built it, the response is its text.
-        case solve(strategy: Strategy, question: String, task: TaskType, text: String)
+        /// A finished solve: the prompt is rebuilt exactly as that strategy built it (for self-anchor, in
+        /// its layout), the response is its text.
+        case solve(strategy: Strategy, question: String, task: TaskType, text: String, planning: Planning)
     }
 
     public var source: Source
@@ -34,8 +35,9 @@ extension Engine {
             case .conversation(let question, let response):
                 let text = try model.applyChatTemplate([.user(question)])
                 return (try model.tokenize(text, addSpecial: true, parseSpecial: true), try model.tokenize(response))
-            case .solve(let strategy, let question, let task, let text):
-                let (messages, prefix) = Prompts.conversation(strategy: strategy, question: question, task: task)
+            case .solve(let strategy, let question, let task, let text, let planning):
+                let (messages, prefix) = Prompts.conversation(strategy: strategy, question: question, task: task,
+                                                              planning: planning)
                 let prompt = try model.applyChatTemplate(messages) + prefix
                 return (try model.tokenize(prompt, addSpecial: true, parseSpecial: true), try model.tokenize(text))
             }

@@ -37,8 +37,8 @@ public enum AnswerExtractor {
             if let tail, let letter = firstChoiceLetter(in: tail) { return letter }
             return lastExplicitChoice(in: text)
         case .yesno:
-            if let tail, let word = yesNo(in: tail, first: true) { return word }
-            return yesNo(in: text, first: false)
+            if let tail, let word = yesNo(in: tail, first: true) ?? verdict(of: tail) { return word }
+            return conclusion(of: text).flatMap { yesNo(in: $0, first: true) ?? verdict(of: $0) } ?? yesNo(in: text, first: false)
         case .math:
             if let boxed = lastBoxed(in: text) { return boxed }
             guard let tail else { return nil }
@@ -142,6 +142,29 @@ public enum AnswerExtractor {
         case "yes", "true": return "yes"
         default: return "no"
         }
+    }
+
+    /// The last sentence that draws the conclusion ("Therefore, …", "So …", "In conclusion, …"), if any.
+    static func conclusion(of text: String) -> String? {
+        let sentences = text.split(whereSeparator: { ".!?\n".contains($0) }).map { String($0).trimmingSpaces }
+            .filter { !$0.isEmpty }
+        return sentences.last { sentence in
+            let lower = sentence.lowercased().drop { !$0.isLetter }
+            return conclusionMarkers.contains { lower.hasPrefix($0) }
+        }
+    }
+
+    static let conclusionMarkers = ["therefore", "thus", "so ", "so,", "hence", "in conclusion", "in summary", "overall",
+                                    "in short", "the answer is", "this means", "yes", "no,", "no "]
+
+    nonisolated(unsafe) private static let negationPattern = try! Regex(
+        #"(?i)\b(not|no|never|cannot|can't|isn't|aren't|wasn't|weren't|doesn't|don't|didn't|won't|wouldn't|couldn't|shouldn't|unlikely|impossible|neither|nor)\b|n't\b"#)
+
+    /// A plain-language verdict read as yes or no: a sentence with a negation ("it is not bad to have
+    /// lactic acid", "he could not have") is a no, one without is a yes. Nil for text without a letter.
+    static func verdict(of sentence: String) -> String? {
+        guard sentence.contains(where: \.isLetter) else { return nil }
+        return sentence.contains(negationPattern) ? "no" : "yes"
     }
 
     /// The content of the last `\boxed{…}` (or `\fbox{…}`), braces balanced.

@@ -13,6 +13,7 @@ extension DecoderEvent {
         case .plan: return "plan"
         case .reason: return "reason"
         case .answer: return "answer"
+        case .calculation: return "calculation"
         case .end: return "end"
         }
     }
@@ -32,6 +33,9 @@ extension DecoderEvent {
             object.merge(record.jsonValue.objectValue ?? [:]) { _, new in new }
         case .answer(let answer):
             object.merge(answer.jsonValue.objectValue ?? [:]) { _, new in new }
+        case .calculation(let calculation):
+            object["expression"] = .string(calculation.expression)
+            object["value"] = .string(calculation.value)
         case .end(let timings):
             object["timings"] = timings.jsonValue
         }
@@ -64,6 +68,7 @@ extension Timings {
             "prompt_per_second": .double(promptPerSecond), "predicted_n": .int(predictedN),
             "predicted_ms": .double(predictedMs), "predicted_per_second": .double(predictedPerSecond),
             "inserted_n": .int(insertedN), "masked_n": .int(maskedN), "masked_skipped_n": .int(maskedSkippedN),
+            "calculations_n": .int(calculationsN),
             "stop_reason": .string(stopReason.rawValue),
         ]
     }
@@ -71,12 +76,14 @@ extension Timings {
 
 extension SolveResult {
     public var jsonValue: JSONValue {
-        [
+        var object: JSONObject = [
             "strategy": .string(strategy), "question": .string(question), "text": .string(text),
             "steps": .array(steps.map { step in
                 ["plan": step.plan?.jsonValue ?? .null, "reason": step.reason?.jsonValue ?? .null]
             }),
             "answer": answer?.jsonValue ?? .null, "timings": timings.jsonValue,
         ]
+        if let planning { object["planning"] = .string(planning.rawValue) }
+        return .object(object)
     }
 }

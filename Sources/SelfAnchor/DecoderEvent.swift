@@ -9,6 +9,8 @@ public enum DecoderEvent: Sendable, Equatable {
     /// A completed reasoning step.
     case reason(StepRecord)
     case answer(AnswerRecord)
+    /// The calculator wrote the value of the expression before `=` (the value also comes as a delta).
+    case calculation(Calculator.Calculation)
     case end(Timings)
 
     /// Which part of the output a delta belongs to.
@@ -77,6 +79,8 @@ public struct Timings: Sendable, Equatable {
     public var maskedN = 0
     /// Steered tokens chosen without the masked context (adaptive masked pass).
     public var maskedSkippedN = 0
+    /// Values the calculator wrote (their tokens are counted in `insertedN`).
+    public var calculationsN = 0
     public var stopReason: StopReason = .finished
 
     public var predictedPerSecond: Double { predictedMs > 0 ? Double(predictedN) * 1000 / predictedMs : 0 }
@@ -98,4 +102,6 @@ public struct SolveResult: Sendable, Equatable {
     public var steps: [SolveStep]
     public var answer: AnswerRecord?
     public var timings: Timings
+    /// `self-anchor` and `attention-anchor`: the layout the plans and steps were written in.
+    public var planning: Planning? = nil
 }

@@ -215,6 +215,7 @@ public final class Engine: @unchecked Sendable {
         defer { releaseSlot(slot) }
         let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.strategy.rawValue, question: request.question)
+        run.calculator = request.calculator
         return try run.execute {
             switch request.strategy {
             case .selfAnchor, .attentionAnchor:
@@ -230,7 +231,7 @@ public final class Engine: @unchecked Sendable {
                 let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder)
                 run.skipMaskedAbove = request.steering.skipMaskedAbove
                 try run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
-                                 omega: request.steering.stepOmega, modulation: request.steering.modulation,
+                                 omega: request.steering.spaOmega, modulation: request.steering.modulation,
                                  maxTokens: request.maxTokens, task: request.task)
             }
         }
@@ -489,6 +490,25 @@ final class DecodingRun {
         return text
     }
 
+    /// Exact arithmetic (`SolveRequest.calculator`).
+    var calculator = false
+
+    /// With the calculator on and the text ending in an arithmetic expression and `=`, writes the value
+    /// after it (as the decoder's own tokens, which the model then reads) and reports the calculation.
+    /// Returns the text written.
+    func calculate() throws -> String? {
+        guard calculator else { return nil }
+        let spaced = result.text.hasSuffix("= ")
+        guard spaced || result.text.hasSuffix("="),
+              let calculation = Calculator.result(endingWith: spaced ? String(result.text.dropLast()) : result.text)
+        else { return nil }
+        let text = (spaced ? "" : " ") + calculation.value
+        try insert(text)
+        result.timings.calculationsN += 1
+        emit(.calculation(calculation))
+        return text
+    }
+
     /// Appends text the decoder itself inserts (headers), to the tokens and the transcript.
     func insert(_ text: String) throws {
         let tokens = try model.tokenize(text, addSpecial: false, parseSpecial: false)
@@ -520,6 +540,7 @@ final class DecodingRun {
             result.timings.predictedN += 1
             let text = appendText(token)
             if !text.isEmpty { emit(.delta(section: .text, index: 0, text: text)) }
+            if let written = try calculate() { emit(.delta(section: .text, index: 0, text: written)) }
             if result.timings.predictedN >= maxTokens {
                 result.timings.stopReason = .maxTokens
                 break

@@ -1,20 +1,29 @@
 import AttentionAnalysis
 import Llama
 
-// The Self-Anchor decoder: the model writes alternating lines
+// The Self-Anchor decoder. The model writes plans and reasoning steps in one of two layouts
+// (`SolveRequest.planning`), and the decoder follows the output as it is generated:
 //
-//     Plan 1: <sub-goal>          anchor: the question Q             (masked context: sequence 1)
-//     Step 1: <carry it out>      anchors: Q and the text of plan 1  (masked context: sequence 2)
-//     Plan 2: …
-//     Answer: <final answer>      anchor: Q                          (sequence 1)
+//   interleaved                          upfront
+//     Plan 1: <sub-goal>                   Plan:
+//     Step 1: <carry it out>               1. <sub-goal>
+//     Plan 2: …                            2. <sub-goal>
+//     Step 2: …                            Step 1: <carry out plan item 1>
+//     Answer: <final answer>               Step 2: <carry out plan item 2>
+//                                          Answer: <final answer>
 //
-// and the decoder follows that output as it is generated. The headers are written by the decoder
-// itself at line boundaries, so a small model that drifts from the format is put back on it: after a
-// plan line comes "Step k:"; after a step line, the model's own next token decides between the next
-// plan and the answer (an end-of-generation token, or a line starting "Answer", means answer). Every
-// line is generated under SPA steering toward its anchors with ω from `Steering.omega`, scaled by the
-// confidence of the previous line. It always ends: after `maxSteps` steps it asks for the answer, and
-// near `maxTokens` it cuts the current line and asks for the answer within the remaining budget.
+// Anchors: a plan line (and the answer line) is steered toward the question Q (masked context:
+// sequence `questionMasked`); reasoning step k toward Q and the text of plan k (`planMasked`, the
+// question and plan k replaced by the placeholder).
+//
+// The headers are written by the decoder itself, so a small model that drifts from the layout is put
+// back on it. At each line end the model's own next token, steered toward Q, decides what follows
+// (`StepParser.lineStart`): in interleaved mode, after a step line, the next plan, the answer, or more of
+// the same step; in upfront mode, after a plan item, the next item or the first step, and after a step,
+// the next step, the answer, or more of the step. Every line is generated under SPA steering with ω
+// from `Steering.omega`, scaled by the confidence of the previous line. It always ends: after
+// `maxSteps` steps it asks for the answer, and near `maxTokens` it cuts the current line and asks for
+// the answer within the remaining budget.
 //
 // `attention-anchor` runs the same loop with other anchors: before each line, the generation so far is
 // run through an attention-reading context (`AttentionTracker`, only the new tokens are decoded) and
@@ -44,7 +53,9 @@ extension DecodingRun {
 
     func selfAnchor(_ request: SolveRequest) throws {
         skipMaskedAbove = request.steering.skipMaskedAbove
-        let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task,
+        let planning = request.planning
+        result.planning = planning
+        let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task, planning: planning,
                                                   placeholder: request.placeholder)
         realPrompt = try realPromptTokens(messages.real, assistantPrefix: "")
         maskedPrompt = try promptTokens(messages.masked, assistantPrefix: "")
@@ -54,7 +65,8 @@ extension DecodingRun {
         let placeholderTokens = try model.tokenize(" " + request.placeholder)
         let reserve = max(1, min(32, request.maxTokens / 4))
         var previousConfidence: Double?
-        var planContent: Range<Int>?
+        /// The content of each plan (indices into `generated`), by plan number.
+        var planContent: [Int: Range<Int>] = [:]
         let attentionMode = request.strategy == .attentionAnchor
         /// Text the decoder inserted (headers, line breaks): never an attention anchor.
         var insertedRanges: [Range<Int>] = []
@@ -90,15 +102,19 @@ extension DecodingRun {
 
         func omega(for phase: Phase) -> Double {
             switch phase {
-            case .plan, .answer: return Steering.omega(base: steering.planOmega, confidence: previousConfidence, options: steering)
+            case .plan: return Steering.omega(base: steering.planOmega, confidence: previousConfidence, options: steering)
+            case .answer: return Steering.omega(base: steering.answerOmega ?? steering.planOmega, confidence: previousConfidence,
+                                                options: steering)
             case .step: return Steering.omega(base: steering.stepOmega, confidence: previousConfidence, options: steering)
             }
         }
         func begin(_ phase: Phase) throws -> Segment {
-            switch phase {
-            case .plan(let k): try insertHeader("Plan \(k):")
-            case .step(let k): try insertHeader("Step \(k):")
-            case .answer: try insertHeader("Answer:")
+            switch (phase, planning) {
+            case (.plan(let k), .interleaved): try insertHeader("Plan \(k):")
+            case (.plan(1), .upfront): try insertHeader("Plan:\n1.")
+            case (.plan(let k), .upfront): try insertHeader("\(k).")
+            case (.step(let k), _): try insertHeader("Step \(k):")
+            case (.answer, _): try insertHeader("Answer:")
             }
             var segment = Segment(phase: phase, omega: omega(for: phase), steeringConfidence: previousConfidence,
                                   contentStart: generated.count)
@@ -115,19 +131,17 @@ extension DecodingRun {
             record.anchors = segment.anchorSpans.map { model.detokenize(Array(generated[$0])).trimmingSpaces }
             switch segment.phase {
             case .plan(let k):
-                var plan = record
-                plan.index = k
-                result.steps.append(SolveStep(plan: plan, reason: nil))
-                emit(.plan(plan))
+                record.index = k
+                result.steps.append(SolveStep(plan: record, reason: nil))
+                emit(.plan(record))
             case .step(let k):
-                var reason = record
-                reason.index = k
-                if let last = result.steps.last, last.reason == nil, last.plan?.index == k {
-                    result.steps[result.steps.count - 1].reason = reason
+                record.index = k
+                if let open = result.steps.firstIndex(where: { $0.plan?.index == k && $0.reason == nil }) {
+                    result.steps[open].reason = record
                 } else {
-                    result.steps.append(SolveStep(plan: nil, reason: reason))
+                    result.steps.append(SolveStep(plan: nil, reason: record))
                 }
-                emit(.reason(reason))
+                emit(.reason(record))
             case .answer:
                 break
             }
@@ -140,18 +154,31 @@ extension DecodingRun {
                         maskedPrompt + AttentionAnchors.masking(generated[...], spans: segment.anchorSpans,
                                                                 placeholder: placeholderTokens))
             }
-            if case .step = segment.phase, let plan = planContent, !plan.isEmpty {
+            if case .step(let k) = segment.phase, let plan = planContent[k], !plan.isEmpty {
                 return (slot.planMasked,
                         maskedPrompt + generated[..<plan.lowerBound] + placeholderTokens + generated[plan.upperBound...])
             }
             return (slot.questionMasked, maskedPrompt + generated)
         }
         var atLineStart: Bool { result.text.isEmpty || result.text.hasSuffix("\n") }
+        /// The model's own first token of the next line, steered toward Q, and what it starts; nil when the
+        /// context is full.
+        func nextLineStart(after segment: Segment) throws -> (token: LlamaToken, kind: StepParser.LineStart)? {
+            let confidence = Steering.harmonicMean(segment.probabilities) ?? previousConfidence
+            let decisionOmega = Steering.omega(base: steering.planOmega, confidence: confidence, options: steering)
+            // ω = 1 is the real logits bit for bit: no masked context needed.
+            let maskedSequence = decisionOmega == 1 ? nil : slot.questionMasked
+            guard try advance(maskedSequence: maskedSequence, maskedTokens: maskedPrompt + generated) else { return nil }
+            let (candidate, _) = try chooseToken(maskedSequence: maskedSequence, omega: decisionOmega,
+                                                 modulation: steering.modulation, greedy: true)
+            return (candidate, lineStart(candidate))
+        }
 
         var segment = try begin(.plan(1))
         decoding: while true {
             try checkCancelled()
-            let (maskedSequence, maskedTokens) = maskedContext(segment)
+            let (steeringSequence, maskedTokens) = maskedContext(segment)
+            let maskedSequence = segment.omega == 1 && !attentionMode ? nil : steeringSequence
             guard try advance(maskedSequence: maskedSequence, maskedTokens: maskedTokens) else {
                 end(&segment)
                 break
@@ -171,7 +198,7 @@ extension DecodingRun {
                 break
             }
             let (token, probability) = try chooseToken(maskedSequence: maskedSequence, omega: segment.omega,
-                                                 modulation: steering.modulation)
+                                                       modulation: steering.modulation)
             if model.isEndOfGeneration(token) {
                 end(&segment)
                 if segment.phase == .answer { break }
@@ -190,6 +217,7 @@ extension DecodingRun {
                 // A line break right after the header: the content follows on the next line.
                 if newline != nil && content.isEmpty { continue }
             }
+            if newline == nil, let written = try calculate() { content += written }
             if !content.isEmpty {
                 segment.text += content
                 let section: DecoderEvent.Section
@@ -207,8 +235,17 @@ extension DecodingRun {
             switch segment.phase {
             case .plan(let k):
                 end(&segment)
-                planContent = segment.contentStart..<(generated.count - 1)
-                segment = try begin(.step(k))
+                planContent[k] = segment.contentStart..<(generated.count - 1)
+                if planning == .interleaved {
+                    segment = try begin(.step(k))
+                    continue
+                }
+                // Upfront: another numbered item, or the plan is complete and the first step follows.
+                guard k < request.maxSteps, let next = try nextLineStart(after: segment) else {
+                    segment = try begin(.step(1))
+                    continue
+                }
+                segment = try begin(next.kind == .item ? .plan(k + 1) : .step(1))
             case .step(let k):
                 if k >= request.maxSteps {
                     end(&segment)
@@ -216,18 +253,12 @@ extension DecodingRun {
                     segment = try begin(.answer)
                     continue
                 }
-                // The model's own next token, steered toward Q as plans and answers are, decides:
-                // the answer, the next plan, or more of this step on a new line.
-                guard try advance(maskedSequence: slot.questionMasked, maskedTokens: maskedPrompt + generated) else {
+                guard let next = try nextLineStart(after: segment) else {
                     end(&segment)
                     break decoding
                 }
-                let confidence = Steering.harmonicMean(segment.probabilities) ?? previousConfidence
-                let decisionOmega = Steering.omega(base: steering.planOmega, confidence: confidence, options: steering)
-                let (candidate, _) = try chooseToken(maskedSequence: slot.questionMasked, omega: decisionOmega,
-                                               modulation: steering.modulation, greedy: true)
-                switch lineStart(candidate) {
-                case .continuation:
+                switch next.kind {
+                case .continuation, .item:
                     segment.text += "\n"
                     emit(.delta(section: .reason, index: k, text: "\n"))
                 case .answer:
@@ -235,7 +266,7 @@ extension DecodingRun {
                     segment = try begin(.answer)
                 case .plan:
                     end(&segment)
-                    segment = try begin(.plan(k + 1))
+                    segment = try begin(planning == .interleaved ? .plan(k + 1) : .step(k + 1))
                 }
             case .answer:
                 end(&segment)

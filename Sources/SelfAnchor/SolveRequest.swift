@@ -10,6 +10,8 @@ public struct SolveRequest: Sendable {
     public var sampling = SamplingOptions()
     /// The most tokens the model may generate (headers the decoder inserts do not count).
     public var maxTokens: Int = 768
+    /// Self-Anchor's layout: plans interleaved with steps, or the whole plan first.
+    public var planning: Planning = .upfront
     /// The most plan/step pairs before the decoder asks for the answer.
     public var maxSteps: Int = 10
     /// `spa` only: strings of the prompt to steer toward (default: the whole question).
@@ -18,12 +20,23 @@ public struct SolveRequest: Sendable {
     public var placeholder: String = MaskedPrompt.defaultPlaceholder
     /// `attention-anchor` only: how many highest-FAI spans of the generation join the question as anchors.
     public var anchorSpans: Int = 3
+    /// Exact arithmetic: when the model writes an arithmetic expression and `=`, the decoder writes the
+    /// value (`Calculator`), and the model goes on from it.
+    public var calculator: Bool = false
 
     public init(question: String, strategy: Strategy = .selfAnchor, task: TaskType = .number) {
         self.question = question
         self.strategy = strategy
         self.task = task
     }
+}
+
+/// How the Self-Anchor decoder lays out plans and steps. The paper's text allows both readings.
+public enum Planning: String, Sendable, CaseIterable {
+    /// `Plan 1:`, `Step 1:`, `Plan 2:`, …: each plan made after the steps before it.
+    case interleaved
+    /// `Plan:` with numbered items, then `Step 1:`, `Step 2:`, … carrying them out in order.
+    case upfront
 }
 
 /// General SPA-steered generation for any conversation (code, prose), not only problem solving.

@@ -18,8 +18,9 @@ public enum StepParser {
         public var text: String
     }
 
-    /// What a new line starting with `prefix` is.
-    public enum LineStart: Equatable, Sendable { case plan, answer, continuation }
+    /// What a new line starting with `prefix` is: a plan or step header, the answer, a numbered or
+    /// bulleted list item (the next item of an upfront plan), or more of the current line's text.
+    public enum LineStart: Equatable, Sendable { case plan, answer, item, continuation }
 
     /// The header at the start of a line, and the rest of the line after it.
     public static func header(of line: some StringProtocol) -> (header: Header, rest: String)? {
@@ -64,10 +65,16 @@ public enum StepParser {
     }
 
     /// Classifies a line by its first token's text: a header word (or its beginning) starts a plan
-    /// or the answer; a blank line ends the step; anything else continues it.
+    /// or the answer; a blank line ends the step; a digit or a bullet starts a list item; anything
+    /// else continues the line before.
     public static func lineStart(_ prefix: String) -> LineStart {
         let word = prefix.lowercased().filter { !$0.isWhitespace && !"*#-".contains($0) }
-        if word.isEmpty { return prefix.contains("\n") ? .plan : .continuation }
+        if word.first?.isNumber == true { return .item }
+        if word.isEmpty {
+            if prefix.contains("\n") { return .plan }
+            let mark = prefix.filter { !$0.isWhitespace }
+            return mark == "-" || mark == "*" ? .item : .continuation
+        }
         if word.hasPrefix("answer") || word.hasPrefix("final") || (word.count >= 3 && "answer".hasPrefix(word)) {
             return .answer
         }

@@ -31,40 +31,29 @@ public enum Prompts {
         "Let's first understand the problem, extract relevant variables and their corresponding numerals, and devise a plan. Then, let's carry out the plan, calculate intermediate variables (pay attention to correct numeral calculation and commonsense), solve the problem step by step, and show the answer."
     public static let reReadPrefix = "Read the question again: "
 
-    /// The system prompt of the Self-Anchor decoder: the line format it parses and steers.
-    public static func selfAnchorSystem(task: TaskType) -> String {
-        """
-        Solve the problem in short lines. Alternate a plan line, which names the next sub-goal, and a step \
-        line, which carries it out: state the facts from the problem that it uses, then calculate.
-        Example:
-        Problem: Tom has 3 boxes with 4 pens each. He gives away 5 pens. How many pens does he have left?
-        Plan 1: Find how many pens Tom has before giving any away.
-        Step 1: Tom has 3 boxes and each box holds 4 pens, so he has 3 × 4 = 12 pens.
-        Plan 2: Find how many pens are left after he gives 5 away.
-        Step 2: He gives away 5 of his 12 pens, so 12 − 5 = 7 pens are left.
-        Answer: 7
-        \(task.answerInstruction)
-        """
+    /// The system prompt of the Self-Anchor decoder: the layout it parses and steers.
+    public static func selfAnchorSystem(task: TaskType, planning: Planning = .interleaved) -> String {
+        SelfAnchorPrompt.system(task: task, planning: planning)
     }
 
     /// The real and masked conversations of the Self-Anchor decoder: the masked one has the whole
     /// question replaced by the placeholder, the system prompt (and so the template) unchanged.
-    public static func selfAnchorMessages(question: String, task: TaskType, placeholder: String)
-        -> (real: [ChatMessage], masked: [ChatMessage])
+    public static func selfAnchorMessages(question: String, task: TaskType, planning: Planning = .interleaved,
+                                          placeholder: String) -> (real: [ChatMessage], masked: [ChatMessage])
     {
-        let real = conversation(strategy: .selfAnchor, question: question, task: task).messages
+        let real = conversation(strategy: .selfAnchor, question: question, task: task, planning: planning).messages
         let masked = real.map { $0.role == "user" ? ChatMessage.user($0.content.replacing(question, with: placeholder)) : $0 }
         return (real, masked)
     }
 
     /// The conversation and assistant prefix a strategy's real (unmasked) context starts from: what the
     /// decoder sends, and what `analyze` rebuilds for a saved solve.
-    public static func conversation(strategy: Strategy, question: String, task: TaskType)
+    public static func conversation(strategy: Strategy, question: String, task: TaskType, planning: Planning = .interleaved)
         -> (messages: [ChatMessage], assistantPrefix: String)
     {
         switch strategy {
         case .selfAnchor, .attentionAnchor:
-            return ([.system(selfAnchorSystem(task: task)), .user(userMessage(strategy: strategy, question: question))], "")
+            return ([.system(selfAnchorSystem(task: task, planning: planning)), .user(userMessage(strategy: strategy, question: question))], "")
         case .plain, .cot, .psPlus, .re2, .spa:
             return ([.system(baselineSystem(task: task)), .user(userMessage(strategy: strategy, question: question))],
                     assistantPrefix(strategy: strategy == .spa ? .cot : strategy))

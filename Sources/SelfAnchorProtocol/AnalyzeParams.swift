@@ -66,7 +66,9 @@ public struct AnalyzeParams: Sendable {
             task = try ParamsReader(answer, path: reader.path + ".answer").choice("task", as: TaskType.self)
         }
         if task == nil { task = try reader.choice("task", as: TaskType.self) }
-        return .solve(strategy: strategy, question: question, task: task ?? .number, text: text)
+        // Results saved before the upfront layout existed have no `planning`: they were interleaved.
+        let planning = try reader.choice("planning", as: Planning.self) ?? .interleaved
+        return .solve(strategy: strategy, question: question, task: task ?? .number, text: text, planning: planning)
     }
 
     static func options(_ reader: ParamsReader) throws(ResponseError) -> AttentionAnalysisOptions {

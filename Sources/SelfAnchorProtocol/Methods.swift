@@ -42,39 +42,57 @@ public struct SolveParams: Sendable {
         var request = SolveRequest(question: question)
         request.strategy = try reader.choice("strategy", as: Strategy.self) ?? .selfAnchor
         request.task = try reader.choice("task", as: TaskType.self) ?? .number
-        let options = try reader.nested("options")
-        try options.rejectUnknown([
-            "omega", "planOmega", "stepOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
-            "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans", "skipMaskedAbove",
-        ])
-        if let omega = try options.double("omega", in: -10...10) { request.steering = SteeringOptions(omega: omega) }
+        try Self.applyOptions(try reader.nested("options"), to: &request, limits: limits)
+        self.request = request
+        self.stream = try reader.bool("stream") ?? true
+    }
+
+    /// The `options` members of a solve, applied to a request. The keys users type in `options`, and
+    /// in `selfanchor eval --variant NAME=STRATEGY:key=value,…`.
+    public static let optionKeys: Set<String> = [
+        "omega", "planOmega", "stepOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
+        "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans", "skipMaskedAbove", "calculator",
+        "planning", "answerOmega",
+    ]
+
+    /// Applies a solve's `options` object to a request (members it does not have keep their values).
+    public static func applyOptions(_ options: ParamsReader, to request: inout SolveRequest, limits: RequestLimits)
+        throws(ResponseError)
+    {
+        try options.rejectUnknown(optionKeys)
+        if let omega = try options.double("omega", in: -10...10) {
+            request.steering.planOmega = omega
+            request.steering.stepOmega = omega
+            request.steering.spaOmega = omega
+        }
         if let value = try options.double("planOmega", in: -10...10) { request.steering.planOmega = value }
         if let value = try options.double("stepOmega", in: -10...10) { request.steering.stepOmega = value }
         if let mode = try options.choice("omegaMode", as: SteeringOptions.Mode.self) { request.steering.mode = mode }
         if let value = try options.bool("modulation") { request.steering.modulation = value }
         if let value = try options.double("referenceConfidence", in: 0...0.99) { request.steering.referenceConfidence = value }
         if let value = try options.double("maxGain", in: 0...10) { request.steering.maximumGain = value }
-        request.sampling = try Self.sampling(options)
+        request.sampling = try Self.sampling(options, base: request.sampling)
         request.maxTokens = try options.integer("maxTokens", in: 1...limits.maxTokens) ?? request.maxTokens
         request.maxSteps = try options.integer("maxSteps", in: 1...limits.maxSteps) ?? request.maxSteps
-        request.anchors = try options.strings("anchors") ?? []
+        request.anchors = try options.strings("anchors") ?? request.anchors
         request.placeholder = try options.string("placeholder", nonEmpty: true) ?? request.placeholder
         request.anchorSpans = try options.integer("anchorSpans", in: 0...32) ?? request.anchorSpans
+        request.calculator = try options.bool("calculator") ?? request.calculator
+        request.planning = try options.choice("planning", as: Planning.self) ?? request.planning
+        if let value = try options.double("answerOmega", in: -10...10) { request.steering.answerOmega = value }
         if options.object["skipMaskedAbove"] == .null {
             request.steering.skipMaskedAbove = nil  // off: the masked context runs on every token
         } else if let value = try options.double("skipMaskedAbove", in: 0...1) {
             request.steering.skipMaskedAbove = value
         }
-        self.request = request
-        self.stream = try reader.bool("stream") ?? true
     }
 
-    static func sampling(_ options: ParamsReader) throws(ResponseError) -> SamplingOptions {
-        var sampling = SamplingOptions()
-        sampling.temperature = Float(try options.double("temperature", in: 0...10) ?? 0)
-        sampling.topP = Float(try options.double("topP", in: 0.000001...1) ?? 1)
-        sampling.topK = Int32(try options.integer("topK", in: 0...100_000) ?? 0)
-        sampling.seed = UInt32(try options.integer("seed", in: 0...Int(UInt32.max)) ?? 0)
+    static func sampling(_ options: ParamsReader, base: SamplingOptions = SamplingOptions()) throws(ResponseError) -> SamplingOptions {
+        var sampling = base
+        if let value = try options.double("temperature", in: 0...10) { sampling.temperature = Float(value) }
+        if let value = try options.double("topP", in: 0.000001...1) { sampling.topP = Float(value) }
+        if let value = try options.integer("topK", in: 0...100_000) { sampling.topK = Int32(value) }
+        if let value = try options.integer("seed", in: 0...Int(UInt32.max)) { sampling.seed = UInt32(value) }
         return sampling
     }
 }
@@ -119,7 +137,7 @@ public struct GenerateParams: Sendable {
 
 /// `model/load` params.
 public struct ModelLoadParams: Sendable {
-    /// "default", "test", or a GGUF path.
+    /// A catalog name or alias ("default", "fast", "test", "qwen-1.5b", …) or a GGUF path.
     public var model: String
     public var contextSize: Int?
     public var threads: Int?

@@ -36,7 +36,7 @@ public struct ServerOptions: Sendable {
 /// run at once, each on its own thread, their decodes batched by the engine; `analyze`, model swaps and
 /// `shutdown` wait for those to finish and run alone. It does no I/O itself:
 /// every outgoing message goes through `output`, so the same server runs behind stdio or in-process.
-public final class Server: @unchecked Sendable {
+public final class Server: MessageReceiver, @unchecked Sendable {
     public static let name = "selfanchor"
     public static let version = "0.1.0"
 
@@ -100,7 +100,7 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    /// Loads the initial model on the engine thread, so requests queue behind it.
+    /// Loads the initial model on the admission queue, exclusively, so requests queue behind it.
     public func start() {
         guard let model = options.initialModel else { return }
         state.withLock { $0.loading += 1 }
@@ -149,8 +149,11 @@ public final class Server: @unchecked Sendable {
     private func handleNotification(method: String, params: JSONValue?) {
         switch method {
         case Method.exit:
-            let code: Int32 = state.withLock { $0.shutdownRequested } ? 0 : 1
-            exitHandler(code)
+            // After shutdown, what was accepted before it finishes first (a script may send shutdown and
+            // exit at once, without waiting for the answer); without shutdown, exit at once, status 1.
+            guard state.withLock({ $0.shutdownRequested }) else { return exitHandler(1) }
+            drain()
+            exitHandler(0)
         case Method.initialized:
             break
         case Method.cancelRequest:
@@ -184,7 +187,9 @@ public final class Server: @unchecked Sendable {
             switch method {
             case Method.shutdown:
                 state.withLock { $0.shutdownRequested = true }
-                exclusively { self.reply(id, result: .null) }  // after everything queued before it
+                // After everything accepted before it: model loads in progress (the loader queue is
+                // serial and hands each load's swap to the worker), then every queued request.
+                loader.async { self.exclusively { self.reply(id, result: .null) } }
             case Method.solve:
                 let params = try SolveParams(params, limits: options.limits)
                 try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runSolve(job, params) }
@@ -497,7 +502,7 @@ public final class Server: @unchecked Sendable {
         } catch {
             var message = "could not load \(path): \(error.description)"
             if case .fileNotFound = error, ModelCatalog.isCatalogName(params.model) {
-                message += " (install it with `make setup`)"
+                message += " (\(ModelCatalog.installHint(for: params.model)))"
             }
             throw ResponseError(code: ErrorCode.modelLoadFailed, message: message,
                                 data: ["path": .string(path), "reason": .string(error.description)])

@@ -4,17 +4,23 @@ import SelfAnchor
 
 /// Steering, sampling and limits: the options `solve` and `eval` share.
 struct DecodingOptions: ParsableArguments {
-    @Option(name: .long, help: "ω_base for both plan and step lines (1: no steering).")
+    @Option(name: .long, help: "One ω_base for plans, steps, the answer and spa (1: no steering).")
     var omega: Double?
 
-    @Option(name: .long, help: "ω_base for plan lines.")
+    @Option(name: .long, help: "ω_base for plan lines. (default: \(SteeringOptions().planOmega))")
     var planOmega: Double?
 
-    @Option(name: .long, help: "ω_base for reasoning steps (and for spa).")
+    @Option(name: .long, help: "ω_base for reasoning steps. (default: \(SteeringOptions().stepOmega))")
     var stepOmega: Double?
 
-    @Option(name: .long, help: "adaptive (ω scaled by the previous line's confidence) or fixed.")
-    var omegaMode: SteeringOptions.Mode = .adaptive
+    @Option(name: .long, help: "ω_base for the answer line (default: --plan-omega).")
+    var answerOmega: Double?
+
+    @Option(name: .long, help: "self-anchor: upfront (the whole plan, then one step per item) or interleaved (Plan k / Step k alternate). (default: upfront)")
+    var planning: Planning?
+
+    @Option(name: .long, help: "fixed, or adaptive (ω scaled by the previous line's confidence). (default: \(SteeringOptions().mode.rawValue))")
+    var omegaMode: SteeringOptions.Mode?
 
     @Flag(name: .long, help: "Scale the steering term by each token's probability (SPA modulation).")
     var modulation = false
@@ -30,6 +36,9 @@ struct DecodingOptions: ParsableArguments {
 
     @Option(name: .long, help: "Adaptive masked pass: skip the masked context on tokens whose real top-1 probability is at least P ('off': run it on every token).")
     var skipMaskedAbove: MaskedPassThreshold = .init(SteeringOptions.defaultSkipMaskedAbove)
+
+    @Flag(inversion: .prefixedNo, help: "Exact arithmetic: after 'expression =' the decoder writes the value (default: on only where measured to help; see README).")
+    var calculator: Bool?
 
     @Option(name: .long, help: "Most tokens to generate.")
     var maxTokens: Int = 768
@@ -56,7 +65,7 @@ struct DecodingOptions: ParsableArguments {
             throw ValidationError("--skip-masked-above must be a probability between 0 and 1")
         }
         guard (0...32).contains(anchorSpans) else { throw ValidationError("--anchor-spans must be between 0 and 32") }
-        for value in [omega, planOmega, stepOmega].compactMap({ $0 }) where !value.isFinite {
+        for value in [omega, planOmega, stepOmega, answerOmega].compactMap({ $0 }) where !value.isFinite {
             throw ValidationError("ω must be a finite number")
         }
         guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
@@ -65,10 +74,16 @@ struct DecodingOptions: ParsableArguments {
 
     /// Applies the options to a request.
     func configure(_ request: inout SolveRequest) {
-        if let omega { request.steering = SteeringOptions(omega: omega, mode: omegaMode) }
-        request.steering.mode = omegaMode
+        if let omega {
+            request.steering.planOmega = omega
+            request.steering.stepOmega = omega
+            request.steering.spaOmega = omega
+        }
+        if let omegaMode { request.steering.mode = omegaMode }
         if let planOmega { request.steering.planOmega = planOmega }
         if let stepOmega { request.steering.stepOmega = stepOmega }
+        if let answerOmega { request.steering.answerOmega = answerOmega }
+        if let planning { request.planning = planning }
         request.steering.modulation = modulation
         request.sampling = SamplingOptions(temperature: temperature, topP: topP, topK: topK, seed: seed)
         request.maxTokens = maxTokens
@@ -77,6 +92,7 @@ struct DecodingOptions: ParsableArguments {
         request.placeholder = placeholder
         request.anchorSpans = anchorSpans
         request.steering.skipMaskedAbove = skipMaskedAbove.value
+        if let calculator { request.calculator = calculator }
     }
 }
 

@@ -4,7 +4,7 @@ import SelfAnchor
 
 /// Options every model-using subcommand shares: which model, how to run it, how chatty llama.cpp is.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model: 'default' (Qwen2.5-Coder-0.5B), 'test' (SmolLM2-135M), or a GGUF path.")
+    @Option(name: .long, help: "Model: 'default' (Qwen2.5-Coder-1.5B), 'fast' (Qwen2.5-Coder-0.5B), 'test' (SmolLM2-135M), a catalog name (qwen-1.5b, qwen-0.5b, smollm2-135m), or a GGUF path.")
     var model: String = "default"
 
     @Option(name: .long, help: "CPU threads (0: one per core).")
@@ -37,9 +37,7 @@ struct ModelOptions: ParsableArguments {
             options.threads = threads
             return try Engine(model: loaded, options: options, parallel: parallel)
         } catch .fileNotFound(let missing) where ModelCatalog.isCatalogName(model) {
-            throw CommandFailure(
-                "model '\(model)' is not installed at \(missing); install it with `make setup` "
-                    + "(or `python3 scripts/install_models.py \(model)`)")
+            throw CommandFailure("model '\(model)' is not installed at \(missing); \(ModelCatalog.installHint(for: model))")
         } catch {
             throw CommandFailure(error.description)
         }

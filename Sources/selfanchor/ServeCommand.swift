@@ -3,6 +3,7 @@ import JSON
 import JSONRPC
 import JSONRPCTransport
 import Logging
+import SelfAnchorMCP
 import SelfAnchorServer
 
 #if canImport(Glibc)
@@ -41,6 +42,9 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .long, help: "Largest options.maxSteps a request may ask for.")
     var maxStepsLimit: Int = 64
+
+    @Flag(name: .long, help: "Speak the Model Context Protocol (tools solve and analyze, newline-delimited JSON on stdio) instead of the selfanchor protocol.")
+    var mcp = false
 
     @Flag(name: .long, help: "Start without a model (load one with model/load).")
     var noModel = false
@@ -92,36 +96,43 @@ struct ServeCommand: ParsableCommand {
         options.limits.maxTokens = maxTokensLimit
         options.limits.maxSteps = maxStepsLimit
 
+        // MCP's stdio transport is newline-delimited JSON.
+        let framing: Framing = mcp ? .ndjson : self.framing
         let writer = FrameWriter(descriptor: protocolDescriptor, framing: framing == .auto ? .lsp : framing)
         let exit = Exit()
         let logger = Logger(label: "selfanchor.serve")
-        let server = Server(options: options, output: { message in
+        let output: @Sendable (Message) -> Void = { message in
             if !writer.write(message.jsonValue.serializedBytes()) {
                 // The client closed our stdout: nobody can read the answers, so stop decoding for nobody.
-                // Not on this thread: it may be the engine thread, which must go on to see the cancellation.
+                // Not on this thread: it may be a request's thread, which must go on to see the cancellation.
                 DispatchQueue.global().async {
                     exit.now(1, because: "writing to stdout failed: the client closed the protocol stream; cancelling what is in flight and exiting", logger: logger)
                 }
             }
-        }, exit: { code in
-            exit.now(code, because: nil, logger: logger)
-        })
+        }
+        let leave: @Sendable (Int32) -> Void = { code in exit.now(code, because: nil, logger: logger) }
+        let bridge = mcp ? MCPBridge(options: options, output: output, exit: leave) : nil
+        let server = bridge?.server ?? Server(options: options, output: output, exit: leave)
         exit.server = server
         server.start()
         let reader = FrameReader(descriptor: 0, framing: framing, maxMessageBytes: maxMessageBytes)
-        StdioConnection.run(reader: reader, writer: writer, server: server)
+        let receiver: any MessageReceiver
+        if let bridge { receiver = bridge } else { receiver = server }
+        StdioConnection.run(reader: reader, writer: writer, server: receiver)
         server.drain()
+        bridge?.close()
         throw ExitCode.success
     }
 }
 
 import Dispatch
 import Llama
+import SelfAnchorMCP
 import SelfAnchorServer
 import Synchronization
 
 /// Ends the daemon once, from whichever thread asks first: cancels what is in flight, gives the
-/// engine thread a moment to stop at its next decode step (so llama.cpp is not torn down mid-decode),
+/// running requests a moment to stop at their next decode step (so llama.cpp is not torn down mid-decode),
 /// then leaves with `_exit` (every message already went out through unbuffered writes).
 final class Exit: @unchecked Sendable {
     private let started = Atomic<Bool>(false)
@@ -145,9 +156,9 @@ final class Exit: @unchecked Sendable {
     }
 }
 
-/// Reads frames from stdin and hands decoded messages to the server; answers what cannot be decoded.
+/// Reads frames from stdin and hands decoded messages to the receiver; answers what cannot be decoded.
 enum StdioConnection {
-    static func run(reader: FrameReader, writer: FrameWriter, server: Server) {
+    static func run(reader: FrameReader, writer: FrameWriter, server: any MessageReceiver) {
         while true {
             let frame = reader.next()
             writer.setFraming(reader.framing)
@@ -156,7 +167,7 @@ enum StdioConnection {
                 return
             case .error(let error):
                 let code = error.kind == .tooLarge ? ErrorCode.messageTooLarge : ErrorCode.parseError
-                server.receiveInvalid(ResponseError(code: code, message: error.message))
+                server.receiveInvalid(ResponseError(code: code, message: error.message), id: nil)
             case .message(let bytes):
                 let value: JSONValue
                 do {
@@ -164,7 +175,7 @@ enum StdioConnection {
                 } catch {
                     server.receiveInvalid(ResponseError(code: ErrorCode.parseError, message: "parse error: \(error.description)",
                                                         data: ["line": .int(error.line), "column": .int(error.column),
-                                                               "position": .int(error.position)]))
+                                                               "position": .int(error.position)]), id: nil)
                     continue
                 }
                 switch Message.decode(value) {

@@ -11,6 +11,7 @@ import SelfAnchor
 extension Strategy: ExpressibleByArgument {}
 extension TaskType: ExpressibleByArgument {}
 extension SteeringOptions.Mode: ExpressibleByArgument {}
+extension Planning: ExpressibleByArgument {}
 
 /// `selfanchor solve`: one question, streamed to the terminal (or as NDJSON events with --json).
 struct SolveCommand: ParsableCommand {
@@ -142,7 +143,7 @@ struct EventRenderer {
             } else {
                 Terminal.write(Terminal.styled("⇒ (no answer found)", .dim) + "\n")
             }
-        case .start, .plan, .reason, .end:
+        case .start, .plan, .reason, .calculation, .end:
             break
         }
     }

@@ -96,6 +96,34 @@ func temporaryFile(_ lines: [String]) throws -> String {
     }
 }
 
+@Suite struct ConstantBaselineTests {
+    func item(_ id: String, _ reference: String, _ task: TaskType) -> EvalItem {
+        EvalItem(id: id, question: "q", reference: reference, task: task)
+    }
+
+    @Test func theMostCommonAnswerScoresItsShareOnTheSameItems() throws {
+        let items = [item("1", "no", .yesno), item("2", "yes", .yesno), item("3", "no", .yesno), item("4", "No", .yesno)]
+        let constant = try #require(ConstantBaseline(items: items))
+        #expect(constant.answer == "no")
+        #expect(constant.accuracy(on: ["1", "2", "3", "4"]) == 0.75)
+        #expect(constant.accuracy(on: ["1", "2"]) == 0.5, "only the items a row answered")
+        let records = [
+            EvalRecord(id: "1", strategy: "cot", correct: true, extracted: "no", predictedN: 1, predictedMs: 1, steps: 0),
+            EvalRecord(id: "2", strategy: "cot", correct: false, extracted: "no", predictedN: 1, predictedMs: 1, steps: 0),
+        ]
+        let summaries = Report.summarize(records, strategies: ["cot"], constant: constant)
+        #expect(summaries[0].constantAccuracy == 0.5)
+        #expect(Report.table(summaries, [], target: "cot", constant: constant).contains("always no"))
+    }
+
+    @Test func choicesTieBreakByFirstSeenAndNumbersHaveNone() {
+        let choices = [item("1", "B", .choice), item("2", "A", .choice), item("3", "A", .choice), item("4", "B", .choice)]
+        #expect(ConstantBaseline(items: choices)?.answer == "B")
+        #expect(ConstantBaseline(items: [item("1", "18", .number)]) == nil)
+        #expect(ConstantBaseline(items: [item("1", "yes", .yesno), item("2", "18", .number)]) == nil)
+    }
+}
+
 @Suite struct EvalRunnerTests {
     @Test func resumesWhereTheLastRunStopped() throws {
         LlamaBackend.initialise(logLevel: .error)
@@ -109,8 +137,8 @@ func temporaryFile(_ lines: [String]) throws -> String {
         ]), task: nil)
         let directory = "/tmp/selfanchor-eval-resume-\(getpid())"
         let configure: (inout SolveRequest) -> Void = { $0.maxTokens = 8 }
-        let first = EvalRunner(engine: engine, items: Array(items.prefix(2)), strategies: [.plain, .cot], directory: directory,
-                               configure: configure)
+        let columns = [EvalColumn(.plain, configure: configure), EvalColumn(.cot, configure: configure)]
+        let first = EvalRunner(engine: engine, items: Array(items.prefix(2)), columns: columns, directory: directory)
         var calls: [Int] = []
         let firstRecords = try first.run(cancellation: CancellationFlag()) { done, _, _ in calls.append(done) }
         #expect(firstRecords.count == 4)
@@ -118,8 +146,7 @@ func temporaryFile(_ lines: [String]) throws -> String {
         // A half-written line from a killed run is ignored.
         let file = try AppendFile(path: first.resultsPath)
         try file.append(#"{"id":"strategyqa-2","strat"#)
-        let second = EvalRunner(engine: engine, items: Array(items.prefix(3)), strategies: [.plain, .cot], directory: directory,
-                                configure: configure)
+        let second = EvalRunner(engine: engine, items: Array(items.prefix(3)), columns: columns, directory: directory)
         var resumedCount = -1
         var progress: [Int] = []
         let records = try second.run(cancellation: CancellationFlag()) { done, _, resumed in
@@ -145,9 +172,8 @@ func temporaryFile(_ lines: [String]) throws -> String {
             #"{"id": "c", "question": "What is 10 - 7?", "answer": "3"}"#,
         ]), task: nil)
         let directory = "/tmp/selfanchor-eval-parallel-\(getpid())"
-        let runner = EvalRunner(engine: engine, items: items, strategies: [.plain, .cot], directory: directory) {
-            $0.maxTokens = 12
-        }
+        let columns = [EvalColumn(.plain) { $0.maxTokens = 12 }, EvalColumn(.cot) { $0.maxTokens = 12 }]
+        let runner = EvalRunner(engine: engine, items: items, columns: columns, directory: directory)
         var progress: [Int] = []
         let records = try runner.run(parallel: 3, cancellation: CancellationFlag()) { done, _, _ in progress.append(done) }
         #expect(progress == [0, 1, 2, 3, 4, 5, 6])

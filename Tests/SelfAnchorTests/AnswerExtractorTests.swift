@@ -53,6 +53,12 @@ import Testing
     @Test(arguments: [
         ("Answer: yes", "yes"), ("Answer: No.", "no"), ("Answer: True", "yes"),
         ("Frost is likely, so yes.", "yes"), ("Answer: no, because yes is wrong", "no"),
+        // Plain-language verdicts, with no yes or no in them.
+        ("Lactic acid builds up in muscles. Therefore, it is not bad to have lactic acid in your body.", "no"),
+        ("A pear is denser than water.\nSo a pear would sink in water.", "yes"),
+        ("Answer: He couldn't have met her.", "no"),
+        ("Answer: It is common in some places", "yes"),
+        ("There is no record of that. In conclusion, frost is common during some commencements.", "yes"),
     ])
     func yesNo(text: String, expected: String) {
         #expect(AnswerExtractor.extract(text, task: .yesno) == expected)

@@ -82,7 +82,7 @@ extension RealModelTests { @Suite struct AttentionAnchorDecoderTests {
         request.anchorSpans = 0
         let result = try TestEngine.shared.solve(request)
         #expect(result.steps.allSatisfy { ($0.plan?.anchors ?? []).isEmpty && ($0.reason?.anchors ?? []).isEmpty })
-        #expect(result.text.hasPrefix("Plan 1:"))
+        #expect(result.text.hasPrefix("Plan:\n1."))
     }
 }
 }
@@ -95,7 +95,8 @@ extension RealModelTests { @Suite struct AnalyzeTests {
             request.maxTokens = 30
             let result = try TestEngine.shared.solve(request)
             let report = try TestEngine.shared.analyze(AnalyzeRequest(
-                source: .solve(strategy: strategy, question: result.question, task: .number, text: result.text)))
+                source: .solve(strategy: strategy, question: result.question, task: .number, text: result.text,
+                               planning: result.planning ?? .upfront)))
             #expect(report.promptTokens == result.timings.promptN)
             #expect(report.tokens.map(\.text).joined() == result.text)
         }

@@ -17,7 +17,7 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
         "A train travels 60 km in one hour. How far does it go in 3 hours?",
     ]
     /// A word each question's solution uses and the others' do not.
-    static let keywords = ["cow", "pen", "km"]
+    static let keywords = ["cow", "pen", "train"]
 
     func request(_ question: String, _ strategy: Strategy = .selfAnchor, maxTokens: Int = 48) -> SolveRequest {
         var request = SolveRequest(question: question, strategy: strategy)
@@ -40,16 +40,16 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
         #expect(results.allSatisfy { $0 != nil }, "every request finished")
         for (index, result) in results.enumerated() {
             guard let result else { continue }
-            #expect(result.text.hasPrefix("Plan 1:"))
+            #expect(result.text.hasPrefix("Plan:\n1."))
             #expect(result.timings.predictedN > 0)
             // Each request decoded from its own logits: it talks about its own question only.
             for (other, keyword) in Self.keywords.enumerated() {
                 #expect(result.text.contains(keyword) == (other == index), "request \(index): \(result.text)")
             }
             #expect(result.answer != nil)
-            // The same request alone did the same amount of work (batching changes which cells and
-            // batches it shares, so a near tie may go another way: the text itself is not compared).
-            #expect(abs(result.timings.predictedN - sequential[index].timings.predictedN) <= 48)
+            // (Batching changes which cells and batches a request shares, so a near tie may go another
+            // way: neither the text nor its length is compared with the request decoded alone.)
+            #expect(sequential[index].answer != nil)
         }
         #expect(Double(submissions) / Double(decodes) > 1.5,
                 "\(submissions) submissions in \(decodes) decodes: the requests mostly decoded together")

@@ -19,8 +19,8 @@ enum TestEngine {
     static let question = "A farmer has 12 cows and buys 7 more. Then 4 cows are sold. How many cows are left?"
 }
 
-/// Every suite that uses the shared engine runs inside this one, one test at a time: an engine
-/// decodes one request at a time.
+/// Every suite that uses the shared engine runs inside this one, one test at a time, so that each
+/// test's request decodes alone (and greedy output repeats exactly).
 @Suite(.serialized) enum RealModelTests {}
 
 extension RealModelTests { @Suite struct SteeringEndpointTests {
@@ -146,7 +146,7 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
             }
         }
         #expect(result.steps.first?.plan?.index == 1)
-        #expect(result.text.hasPrefix("Plan 1:"))
+        #expect(result.text.hasPrefix("Plan:\n1."), "the default layout: the plan first")
         // Deltas of a plan add up to the plan's text.
         let planDeltas = events.compactMap { event -> String? in
             if case .delta(.plan, 1, let text) = event { return text }
@@ -156,12 +156,13 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
     }
 
     @Test func laterStepsHaveConfidenceScaledOmega() throws {
-        let result = try solve { $0.steering = SteeringOptions(omega: 2.0) }
+        let adaptive = SteeringOptions(omega: 2.0, mode: .adaptive)
+        let result = try solve { $0.steering = adaptive }
         let records = result.steps.flatMap { [$0.plan, $0.reason].compactMap { $0 } }
         #expect(records.count >= 2)
         #expect(records.first?.omega == 2.0)
         for record in records.dropFirst() {
-            let expected = Steering.omega(base: 2.0, confidence: record.steeringConfidence, options: SteeringOptions(omega: 2))
+            let expected = Steering.omega(base: 2.0, confidence: record.steeringConfidence, options: adaptive)
             #expect(abs(record.omega - expected) < 1e-12)
         }
     }
@@ -179,9 +180,10 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
             #expect(result.timings.predictedN <= limit)
             #expect(result.answer != nil)
         }
-        let plain = try solve { $0.strategy = .cot; $0.maxTokens = 25 }
-        #expect(plain.timings.predictedN == 25 || plain.timings.stopReason == .finished)
-        #expect(plain.timings.predictedN <= 25)
+        // Chain of thought on this question runs longer than 12 tokens: it stops at exactly 12.
+        let plain = try solve { $0.strategy = .cot; $0.maxTokens = 12 }
+        #expect(plain.timings.stopReason == .maxTokens)
+        #expect(plain.timings.predictedN == 12)
     }
 
     @Test func cancellationStopsWithinOneToken() throws {
@@ -248,6 +250,12 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
     }
 
     @Test func adaptiveMaskedPassSkipsConfidentTokens() throws {
+        // Every line steered (by default plans are not), so that every token is a candidate for skipping;
+        // interleaved, where a step's masked context extends the question-masked one (upfront, masking
+        // plan item k re-decodes what follows it for every step, with or without skipping).
+        func solve(_ configure: (inout SolveRequest) -> Void) throws -> SolveResult {
+            try self.solve { $0.steering.planOmega = 1.3; $0.planning = .interleaved; configure(&$0) }
+        }
         let always = try solve { $0.maxTokens = 60; $0.steering.skipMaskedAbove = nil }
         let adaptive = try solve { $0.maxTokens = 60 }  // τ = 0.9, the default
         #expect(always.timings.maskedSkippedN == 0)
@@ -263,6 +271,78 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
         #expect(never.timings.maskedSkippedN == 0)
         #expect(never.timings.maskedN >= never.timings.predictedN)
         #expect(never.text.hasPrefix("Plan 1:"))
+    }
+
+    @Test func upfrontPlanningWritesThePlanFirstThenOneStepPerItem() throws {
+        nonisolated(unsafe) var events: [DecoderEvent] = []
+        let result = try solve({ $0.planning = .upfront; $0.maxTokens = 200; $0.maxSteps = 4 }) { events.append($0) }
+        #expect(result.text.hasPrefix("Plan:\n1."))
+        #expect(result.planning == .upfront)
+        let order = events.compactMap { event -> String? in
+            switch event {
+            case .plan(let record): return "plan\(record.index)"
+            case .reason(let record): return "reason\(record.index)"
+            default: return nil
+            }
+        }
+        let plans = order.filter { $0.hasPrefix("plan") }
+        let reasons = order.filter { $0.hasPrefix("reason") }
+        #expect(!plans.isEmpty && !reasons.isEmpty)
+        // Every plan item comes before the first step, numbered 1, 2, …; so do the steps.
+        #expect(order.firstIndex { $0.hasPrefix("reason") }! > order.lastIndex { $0.hasPrefix("plan") }!)
+        #expect(plans == (1...plans.count).map { "plan\($0)" })
+        #expect(reasons == (1...reasons.count).map { "reason\($0)" })
+        // The text has a numbered line per plan item and a "Step k:" line per step.
+        for k in 1...plans.count { #expect(result.text.contains("\n\(k).") || k == 1) }
+        for k in 1...reasons.count { #expect(result.text.contains("Step \(k):")) }
+        // Steps pair with their plan items in the result.
+        for step in result.steps where step.reason != nil && step.plan != nil {
+            #expect(step.plan?.index == step.reason?.index)
+        }
+    }
+
+    @Test func upfrontStepsAreSteeredTowardTheirPlanItem() throws {
+        // With ω = 1 on plans and a strong ω on steps, the steps differ from unsteered ones, and the
+        // masked context decoded more than the prompt (plan k replaced by the placeholder).
+        let steered = try solve { $0.planning = .upfront; $0.maxTokens = 120; $0.steering.planOmega = 1; $0.steering.stepOmega = 4
+            $0.steering.mode = .fixed; $0.steering.skipMaskedAbove = nil }
+        let unsteered = try solve { $0.planning = .upfront; $0.maxTokens = 120; $0.steering = SteeringOptions(omega: 1) }
+        let steeredPlans = steered.steps.compactMap(\.plan?.text)
+        let unsteeredPlans = unsteered.steps.compactMap(\.plan?.text)
+        #expect(steeredPlans == unsteeredPlans, "plans are unsteered in both")
+        #expect(steered.steps.compactMap(\.reason).allSatisfy { $0.omega == 4 })
+        #expect(steered.text != unsteered.text, "the steps changed")
+        #expect(steered.timings.maskedN > unsteered.timings.maskedN)
+    }
+
+    @Test func omegaOneDecodesNoMaskedContextAfterThePrompt() throws {
+        nonisolated(unsafe) var maskedPrompt = 0
+        let result = try solve({ $0.steering = SteeringOptions(omega: 1); $0.maxTokens = 60 }) { event in
+            if case .start(let info) = event { maskedPrompt = info.maskedPromptTokens }
+        }
+        #expect(result.timings.predictedN > 20)
+        #expect(result.timings.maskedN <= maskedPrompt, "only (part of) the masked prompt was decoded")
+    }
+
+    @Test func theCalculatorWritesExactValuesAndReportsThem() throws {
+        for strategy in [Strategy.cot, .selfAnchor] {
+            nonisolated(unsafe) var calculations: [Calculator.Calculation] = []
+            nonisolated(unsafe) var deltas = ""
+            let result = try solve({ $0.strategy = strategy; $0.calculator = true; $0.maxTokens = 80 }) { event in
+                if case .calculation(let calculation) = event { calculations.append(calculation) }
+                if case .delta(_, _, let text) = event { deltas += text }
+            }
+            #expect(!calculations.isEmpty, "\(strategy): the model wrote an expression and '='")
+            #expect(result.timings.calculationsN == calculations.count)
+            for calculation in calculations {
+                // The value is the expression's exact value, and it is in the text right after the '='.
+                #expect(Calculator.result(endingWith: calculation.expression + " =")?.value == calculation.value)
+                #expect(result.text.contains("= \(calculation.value)"))
+                #expect(deltas.contains("= \(calculation.value)"), "streamed like the model's own text")
+            }
+            let without = try solve { $0.strategy = strategy; $0.calculator = false; $0.maxTokens = 80 }
+            #expect(without.timings.calculationsN == 0)
+        }
     }
 
     @Test func promptTooLongIsAClearError() {

@@ -2,7 +2,7 @@ import Testing
 @testable import SelfAnchor
 
 @Suite struct SteeringMathTests {
-    let options = SteeringOptions()
+    let options = { var options = SteeringOptions(); options.mode = .adaptive; return options }()
 
     @Test func gainIsOneAtTheReferenceDecreasingAndBounded() {
         #expect(abs(Steering.gain(confidence: options.referenceConfidence, options: options) - 1) < 1e-12)
@@ -18,7 +18,7 @@ import Testing
     }
 
     @Test func omegaFollowsTheFormula() {
-        let options = SteeringOptions(omega: 1.5)
+        let options = SteeringOptions(omega: 1.5, mode: .adaptive)
         #expect(Steering.omega(base: 1.5, confidence: nil, options: options) == 1.5)
         #expect(Steering.omega(base: 1.5, confidence: 1, options: options) == 1)
         let low = Steering.omega(base: 1.5, confidence: 0.3, options: options)
@@ -101,8 +101,8 @@ import Testing
 
     @Test(arguments: [
         ("Plan", StepParser.LineStart.plan), (" Step", .plan), ("Pl", .plan), ("Answer", .answer), ("**Answer", .answer),
-        ("Final", .answer), ("Ans", .answer), ("\n", .plan), ("The", .continuation), (" 12", .continuation),
-        ("A", .continuation), ("So", .continuation), (" ", .continuation),
+        ("Final", .answer), ("Ans", .answer), ("\n", .plan), ("The", .continuation), (" 12", .item), ("3", .item),
+        ("-", .item), (" *", .item), ("A", .continuation), ("So", .continuation), (" ", .continuation),
     ])
     func lineStarts(prefix: String, kind: StepParser.LineStart) {
         #expect(StepParser.lineStart(prefix) == kind)

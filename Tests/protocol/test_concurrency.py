@@ -1,6 +1,10 @@
 """Concurrent requests against the real daemon: they decode together (their events interleave and
 server/status lists them all as running), each gets its own complete answer, a cancel stops only its
 own request, and requests beyond --parallel wait in the queue."""
+import json
+import os
+import subprocess
+
 import pytest
 
 from conftest import daemon_binary
@@ -60,7 +64,7 @@ def test_concurrent_solves_decode_together(framing):
         for index in range(3):
             result = responses[f"q{index}"]["result"]
             assert result["question"] == QUESTIONS[index]
-            assert result["text"].startswith("Plan 1:")
+            assert result["text"].startswith("Plan:\n1.")
             assert result["timings"]["predicted_n"] > 0
         # Interleaved: some request streamed text after another one's first text and before its answer.
         deltas = [m["params"]["id"] for m in order
@@ -109,3 +113,50 @@ def test_requests_beyond_parallel_wait_in_the_queue():
         assert all("result" in responses[f"r{index}"] for index in range(4))
     finally:
         daemon.kill()
+
+
+def piped_session(messages, args=("--parallel", "2")):
+    """Everything sent at once, stdin closed, as a shell script would; returns (messages, exit status)."""
+    process = subprocess.run([daemon_binary(), "serve", "--model", "test", "--framing", "ndjson", *args],
+                             input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True, text=True,
+                             timeout=600, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    return [json.loads(line) for line in process.stdout.splitlines()], process.returncode
+
+
+def test_shutdown_and_exit_sent_at_once_lose_nothing():
+    question = "A farmer has 12 cows and buys 7 more. How many cows?"
+    sent = [{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "model/load", "params": {"model": "test"}},
+            {"jsonrpc": "2.0", "id": 3, "method": "solve", "params": {"question": question, "stream": False,
+                                                                       "options": {"maxTokens": 40}}},
+            {"jsonrpc": "2.0", "id": 4, "method": "shutdown"},
+            {"jsonrpc": "2.0", "method": "exit"}]
+    received, status = piped_session(sent)
+    answers = [m for m in received if "id" in m]
+    assert status == 0
+    assert [m["id"] for m in answers][-1] == 4 and answers[-1]["result"] is None, "shutdown answers last"
+    by_id = {m["id"]: m for m in answers}
+    assert "result" in by_id[2], by_id[2]
+    assert "result" in by_id[3] and by_id[3]["result"]["answer"] is not None, by_id[3]
+    # Five solves, then shutdown and exit: five results, none cancelled.
+    sent = [{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}]
+    sent += [{"jsonrpc": "2.0", "id": 10 + k, "method": "solve",
+              "params": {"question": question, "strategy": "cot", "stream": False, "options": {"maxTokens": 20}}}
+             for k in range(5)]
+    sent += [{"jsonrpc": "2.0", "id": 20, "method": "shutdown"}, {"jsonrpc": "2.0", "method": "exit"}]
+    received, status = piped_session(sent)
+    results = [m for m in received if m.get("id") in range(10, 15)]
+    assert status == 0 and len(results) == 5 and all("result" in m for m in results), results
+    assert received[-1] == {"jsonrpc": "2.0", "id": 20, "result": None}
+
+
+def test_exit_without_shutdown_cancels_and_fails():
+    question = "A farmer has 12 cows and buys 7 more. How many cows?"
+    sent = [{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "solve", "params": {"question": question, "stream": False,
+                                                                       "options": {"maxTokens": 2000}}},
+            {"jsonrpc": "2.0", "method": "exit"}]
+    received, status = piped_session(sent)
+    assert status == 1
+    solve = [m for m in received if m.get("id") == 2]
+    assert not solve or solve[0]["error"]["code"] == -32800

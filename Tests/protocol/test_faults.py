@@ -82,8 +82,13 @@ def test_model_file_changed_while_loaded(model_copy, fault):
         daemon.send({"jsonrpc": "2.0", "id": 4, "method": "model/load", "params": {"model": str(model_copy)}})
         reply = response(daemon, 4)
         if fault == "overwrite":
-            # Still a structurally valid GGUF with garbage weights: loading may succeed; either way it answers.
-            assert "result" in reply or reply["error"]["code"] == 1002, reply
+            # Bytes 4-12 MiB are tensor data (the header and tensor table end at 1.7 MiB): a structurally valid
+            # GGUF with garbage weights, which llama.cpp loads (it does not check tensor values), and the
+            # daemon serves it without crashing: a solve on it is answered.
+            assert "result" in reply, reply
+            daemon.send({"jsonrpc": "2.0", "id": 7, "method": "solve",
+                         "params": {"question": QUESTION, "strategy": "cot", "options": {"maxTokens": 8}}})
+            assert "result" in response(daemon, 7)
         else:
             assert reply["error"]["code"] == 1002, reply
             assert reply["error"]["data"]["path"] == str(model_copy)
@@ -172,8 +177,9 @@ def test_client_closes_stdout_early(tmp_path):
         assert json.loads(process.stdout.readline())["method"] == "selfanchor/event"
         process.stdout.close()  # the daemon's next write gets EPIPE
         started = time.monotonic()
-        assert process.wait(timeout=30) == 1
-        assert time.monotonic() - started < 30
+        assert process.wait(timeout=60) == 1
+        # It notices at its next write (the next token) and stops within a decode step, not a timeout.
+        assert time.monotonic() - started < 10
         log.seek(0)
         text = log.read()
         assert "the client closed the protocol stream" in text, text
@@ -364,7 +370,7 @@ def test_daemon_opens_no_socket_and_only_the_model_file(model_copy):
         assert not [t for t in targets if t.startswith("socket:")], targets
         files = [t for t in targets if t.startswith("/") and not t.startswith(("/dev/", "/proc/"))]
         # stderr's log file is the only regular file left open: the weights were read, not mapped or kept open.
-        assert files == [daemon.stderr.name] * len(files), targets
+        assert set(files) == {daemon.stderr.name}, targets  # (fd 2, and fd 1 pointed at it)
         with open(f"/proc/{daemon.process.pid}/maps") as maps:
             assert str(model_copy) not in maps.read(), "the model file is mapped"
     finally:

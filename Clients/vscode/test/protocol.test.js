@@ -23,7 +23,7 @@ test('solve streams plans and steps and resolves with the result', async () => {
     assert.strictEqual(events[0], 'start');
     assert.ok(events.includes('plan') && events.includes('reason'));
     assert.strictEqual(result.strategy, 'self-anchor');
-    assert.match(output, /Plan 1: .+\nStep 1: /);
+    assert.match(output, /Plan 1: .+\n(Plan \d+: .+\n)*Step 1: /);
   } finally {
     assert.strictEqual(await conn.close(), 0);
   }

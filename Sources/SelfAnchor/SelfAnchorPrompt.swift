@@ -1,0 +1,81 @@
+/// The system prompt of the Self-Anchor decoder: what the layout is, and one worked example in it.
+///
+/// The example shows the kind of answer the task wants (a number, yes or no, an option letter, a boxed
+/// expression), because a small model copies the example's answer line more faithfully than it follows
+/// an instruction. Upfront steps only calculate (measured: restating facts in steps cost accuracy);
+/// the interleaved prompt is the one its measurements were made with.
+enum SelfAnchorPrompt {
+    /// A solved problem, in parts the two layouts arrange differently.
+    struct WorkedExample {
+        var problem: String
+        var plans: [String]
+        var steps: [String]
+        var answer: String
+    }
+
+    static func system(task: TaskType, planning: Planning) -> String {
+        let example = example(for: task, planning: planning)
+        switch planning {
+        case .interleaved:
+            var lines = [
+                "Solve the problem in short lines. Alternate a plan line, which names the next sub-goal, and a step "
+                    + "line, which carries it out: state the facts from the problem that it uses, then calculate.",
+                "Example:", "Problem: \(example.problem)",
+            ]
+            for (index, (plan, step)) in zip(example.plans, example.steps).enumerated() {
+                lines += ["Plan \(index + 1): \(plan)", "Step \(index + 1): \(step)"]
+            }
+            lines += ["Answer: \(example.answer)", task.answerInstruction]
+            return lines.joined(separator: "\n")
+        case .upfront:
+            var lines = [
+                "Solve the problem in two parts. First write a plan: a numbered list of sub-goals, one per line, "
+                    + "each saying what to work out. Then carry out the plan, one step per plan item, each doing its "
+                    + "\(task == .yesno || task == .choice ? "reasoning" : "calculation") with the "
+                    + "\(task == .yesno || task == .choice ? "facts" : "numbers") it uses. Then write the answer line.",
+                "Example:", "Problem: \(example.problem)", "Plan:",
+            ]
+            lines += example.plans.enumerated().map { "\($0.offset + 1). \($0.element)" }
+            lines += example.steps.enumerated().map { "Step \($0.offset + 1): \($0.element)" }
+            lines += ["Answer: \(example.answer)", task.answerInstruction]
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    static func example(for task: TaskType, planning: Planning) -> WorkedExample {
+        switch task {
+        case .number, .math, .text:
+            let answer = task == .math ? "\\boxed{7}" : "7"
+            let problem = "Tom has 3 boxes with 4 pens each. He gives away 5 pens. How many pens does he have left?"
+            let plans = ["Find how many pens Tom has before giving any away.", "Find how many pens are left after he gives 5 away."]
+            switch planning {
+            case .interleaved:
+                return WorkedExample(problem: problem, plans: plans, steps: [
+                    "Tom has 3 boxes and each box holds 4 pens, so he has 3 × 4 = 12 pens.",
+                    "He gives away 5 of his 12 pens, so 12 − 5 = 7 pens are left.",
+                ], answer: answer)
+            case .upfront:
+                return WorkedExample(problem: problem, plans: plans,
+                                     steps: ["3 boxes × 4 pens = 12 pens.", "12 − 5 = 7 pens are left."], answer: answer)
+            }
+        case .yesno:
+            return WorkedExample(
+                problem: "Could a penguin walk from Antarctica to Australia?",
+                plans: ["Find what lies between Antarctica and Australia.", "Decide whether a penguin could cross it on foot."],
+                steps: [
+                    "Antarctica and Australia are separated by the Southern Ocean, thousands of kilometres of open sea.",
+                    "Nobody can walk across open sea, so a penguin could not walk there.",
+                ],
+                answer: "no")
+        case .choice:
+            return WorkedExample(
+                problem: "Which of these gives off its own light?\nOptions:\nA. the Moon\nB. a mirror\nC. the Sun\nD. a window",
+                plans: ["Find which of the options make light rather than reflect or pass it.", "Choose that option."],
+                steps: [
+                    "The Moon and a mirror only reflect light, and a window lets it through; the Sun makes its own light.",
+                    "The Sun is option C.",
+                ],
+                answer: "C")
+        }
+    }
+}
