@@ -52,34 +52,37 @@ let package = Package(
             ]
         ),
         // Attention maps read during a forward pass: WAAD, FAI, preplan/anchor tokens, credit weights, report.
-        .target(name: "AttentionAnalysis", dependencies: ["Llama", "JSON"]),
+        .target(name: "AttentionAnalysis", dependencies: ["Llama"]),
         // The Self-Anchor decoder, SPA steering, baselines, step parsing and answer extraction.
-        .target(name: "SelfAnchor", dependencies: ["Llama", "JSON", "AttentionAnalysis"]),
+        .target(name: "SelfAnchor", dependencies: ["Llama", "AttentionAnalysis"]),
         // JSON-RPC 2.0 message types (no I/O).
         .target(name: "JSONRPC", dependencies: ["JSON"]),
         // Frames bytes: LSP Content-Length headers or newline-delimited messages (no JSON).
         .target(name: "JSONRPCTransport"),
-        // The selfanchor protocol's methods: params decoding and result shapes (no I/O).
-        .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON", "SelfAnchor", "Llama", "AttentionAnalysis"]),
+        // The selfanchor protocol's wire shapes: every method's params, results and events (no I/O, no
+        // decoder types).
+        .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON"]),
+        // Between the wire shapes and the decoder's types, in both directions (one mapping of each).
+        .target(name: "WireMapping", dependencies: ["SelfAnchorProtocol", "SelfAnchor", "AttentionAnalysis", "Llama"]),
         // The daemon's dispatcher: lifecycle, admission queue, request threads, cancellation (messages out
         // through a closure: no reading or writing of its own).
         .target(
             name: "SelfAnchorServer",
             dependencies: [
-                "SelfAnchorProtocol", "JSONRPC", "JSON", "SelfAnchor", "Llama", "AttentionAnalysis",
+                "SelfAnchorProtocol", "WireMapping", "JSONRPC", "JSON", "SelfAnchor", "Llama", "AttentionAnalysis",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // `serve --mcp`: the Model Context Protocol, translated to and from the daemon's dispatcher.
         .target(name: "SelfAnchorMCP", dependencies: ["JSON", "JSONRPC", "SelfAnchorProtocol", "SelfAnchorServer"]),
         // `selfanchor eval`: benchmark loaders, the resumable runner, statistics and the report.
-        .target(name: "Evaluation", dependencies: ["SelfAnchor", "JSON", "Llama"]),
+        .target(name: "Evaluation", dependencies: ["SelfAnchor", "SelfAnchorProtocol", "WireMapping", "JSON", "Llama"]),
         // The command line.
         .executableTarget(
             name: "selfanchor",
             dependencies: [
                 "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "SelfAnchorServer", "Evaluation",
-                "SelfAnchorProtocol", "AttentionAnalysis", "SelfAnchorMCP",
+                "SelfAnchorProtocol", "AttentionAnalysis", "SelfAnchorMCP", "WireMapping",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

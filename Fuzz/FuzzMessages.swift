@@ -98,6 +98,7 @@ private func decodeParams(_ method: String, _ params: JSONValue?) {
     case Method.generate: check { () throws(ResponseError) in _ = try GenerateParams(params, limits: limits) }
     case Method.modelLoad: check { () throws(ResponseError) in _ = try ModelLoadParams(params) }
     case Method.cancelRequest: check { () throws(ResponseError) in _ = try CancelParams(params) }
+    case Method.analyze: check { () throws(ResponseError) in _ = try AnalyzeParams(params) }
     default: check { () throws(ResponseError) in _ = try ParamsReader(params) }
     }
     // Whatever the method, every decoder must cope with whatever params.
@@ -105,4 +106,5 @@ private func decodeParams(_ method: String, _ params: JSONValue?) {
     check { () throws(ResponseError) in _ = try GenerateParams(params, limits: limits) }
     check { () throws(ResponseError) in _ = try ModelLoadParams(params) }
     check { () throws(ResponseError) in _ = try CancelParams(params) }
+    check { () throws(ResponseError) in _ = try AnalyzeParams(params) }
 }

@@ -7,6 +7,7 @@
 # Builds the library targets into .build-fuzz with `-sanitize=fuzzer,address` (coverage instrumentation
 # and ASan, no libFuzzer main), links the harness with swiftc, writes the seed corpus, and runs with
 # -max_total_time. The corpus grows in .build-fuzz/corpus; crashes land in .build-fuzz/artifacts.
+# The protocol layer does not depend on llama.cpp, so neither does the harness.
 # Needs the toolchain's libFuzzer runtime (clang's libclang_rt.fuzzer, shipped with Swift on Linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,19 +23,18 @@ for target in SelfAnchorProtocol JSONRPCTransport; do
 done
 
 OBJECTS=()
-for module in JSON JSONRPC JSONRPCTransport SelfAnchorProtocol SelfAnchor Llama CJanssonShim \
+for module in JSON JSONRPC JSONRPCTransport SelfAnchorProtocol CJanssonShim \
               Collections OrderedCollections DequeModule BitCollections HashTreeCollections HeapModule _RopeModule \
               InternalCollectionsUtilities BasicContainers ContainersPreview TrailingElementsModule SortedCollections; do
     for object in "$BUILD"/debug/"$module".build/*.o; do
         [[ -e "$object" ]] && OBJECTS+=("$object")
     done
 done
-LLAMA_LIB="$PWD/.deps/llama/lib"
 "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -g -module-name FuzzMessages \
     -I "$BUILD/debug/Modules" \
     -Xcc -fmodule-map-file="$BUILD/debug/CJanssonShim.build/module.modulemap" -Xcc -ISources/CJanssonShim/include \
-    -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap -Xcc -fmodule-map-file=Sources/CLlama/module.modulemap \
-    Fuzz/FuzzMessages.swift "${OBJECTS[@]}" -ljansson -L"$LLAMA_LIB" -lllama -Xlinker -rpath -Xlinker "$LLAMA_LIB" \
+    -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap \
+    Fuzz/FuzzMessages.swift "${OBJECTS[@]}" -ljansson \
     -o "$BUILD/fuzz-messages"
 
 mkdir -p "$BUILD/seeds" "$BUILD/corpus" "$BUILD/artifacts"

@@ -1,4 +1,3 @@
-import JSON
 import Llama
 
 /// One response token with its attention metrics: what `analyze` returns per token.
@@ -74,56 +73,5 @@ public enum AttentionAnalyzer {
         return AttentionReportData(model: model.description, layers: tracker.layers, headsPerLayer: model.headCount,
                                    kvHeadsPerLayer: model.kvHeadCount, promptTokens: prompt.count, tokens: tokens,
                                    metrics: metrics, elapsedMs: elapsed, peakResidentBytes: peakResidentBytes())
-    }
-}
-
-// MARK: JSON
-
-extension TokenAttention {
-    /// One token as the daemon's result and `--jsonl` give it.
-    public var jsonValue: JSONValue {
-        [
-            "index": .int(index), "token": .int(Int(token)), "text": .string(text),
-            "waad": .double(waad), "fai": fai.map { .double($0) } ?? .null, "delta": .double(delta),
-            "preplan": .bool(isPreplan), "anchor": .bool(isAnchor),
-            "gamma": ["local_chunk": .double(gammaLocalChunk), "global_anchor": .double(gammaGlobalAnchor),
-                      "coupled": .double(gammaCoupled)],
-        ]
-    }
-}
-
-extension AttentionAnalysisOptions {
-    /// The settings as the result echoes them (after defaults are applied), under the names the
-    /// `analyze` request's `options` take, so they can be sent back as they are.
-    public func jsonValue(layers: [Int]) -> JSONValue {
-        [
-            "layers": .array(layers.map { .int($0) }), "localFraction": .double(localFraction),
-            "globalFraction": .double(globalFraction), "waadWindow": .int(waadWindow),
-            "faiWindow": [.int(faiWindowStart), .int(faiWindowEnd)], "preplanFraction": .double(preplanFraction),
-            "anchorFraction": .double(anchorFraction), "gammaAmp": .double(gammaAmp),
-            "tauWaadQuantile": .double(tauWaadQuantile), "tauDeltaQuantile": .double(tauDeltaQuantile),
-            "alpha": .double(alpha), "lookback": .int(lookback),
-        ]
-    }
-}
-
-extension AttentionReportData {
-    /// The whole analysis: settings, heads, thresholds, per-token records and cost.
-    public var jsonValue: JSONValue {
-        var object: JSONObject = [
-            "model": .string(model),
-            "options": metrics.options.jsonValue(layers: layers),
-            "heads_per_layer": .int(headsPerLayer), "kv_heads_per_layer": .int(kvHeadsPerLayer),
-            "local_heads": .array(metrics.localHeads.map { .string(headName($0)) }),
-            "global_heads": .array(metrics.globalHeads.map { .string(headName($0)) }),
-            "tau_waad": .double(metrics.tauWaad), "tau_delta": .double(metrics.tauDelta),
-            "prompt_tokens": .int(promptTokens), "response_tokens": .int(tokens.count),
-            "preplan_count": .int(metrics.isPreplan.filter { $0 }.count),
-            "anchor_count": .int(metrics.isAnchor.filter { $0 }.count),
-            "tokens": .array(tokens.map(\.jsonValue)),
-            "elapsed_ms": .double(elapsedMs),
-        ]
-        if let peakResidentBytes { object["peak_rss_mb"] = .double(Double(peakResidentBytes) / 1_048_576) }
-        return .object(object)
     }
 }

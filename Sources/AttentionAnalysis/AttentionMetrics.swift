@@ -72,28 +72,34 @@ public struct AttentionAnalysisOptions: Sendable, Equatable {
     }
 
     /// Why the options cannot be used, or nil.
-    public func problem(modelLayers: Int) -> String? {
+    /// The settings, by the names requests and results use for them.
+    public enum Setting: String, Sendable, CaseIterable {
+        case layers, layerCount, localFraction, globalFraction, preplanFraction, anchorFraction, tauWaadQuantile,
+             tauDeltaQuantile, alpha, waadWindow, faiWindow, gammaAmp, lookback
+    }
+
+    /// The first setting that cannot be used with a model of `modelLayers` layers, and why.
+    public func problem(modelLayers: Int) -> (setting: Setting, message: String)? {
         if let layers {
-            if layers.isEmpty { return "layers: give at least one layer" }
+            if layers.isEmpty { return (.layers, "give at least one layer") }
             if let bad = layers.first(where: { $0 < 0 || $0 >= modelLayers }) {
-                return "layers: \(bad) is not a layer of this model (0…\(modelLayers - 1))"
+                return (.layers, "\(bad) is not a layer of this model (0…\(modelLayers - 1))")
             }
         } else if layerCount < 1 {
-            return "layer_count: must be at least 1"
+            return (.layerCount, "must be at least 1")
         }
-        for (name, value) in [("local_fraction", localFraction), ("global_fraction", globalFraction),
-                              ("preplan_fraction", preplanFraction), ("anchor_fraction", anchorFraction),
-                              ("tau_waad_quantile", tauWaadQuantile), ("tau_delta_quantile", tauDeltaQuantile),
-                              ("alpha", alpha)]
+        for (setting, value) in [(Setting.localFraction, localFraction), (.globalFraction, globalFraction),
+                                 (.preplanFraction, preplanFraction), (.anchorFraction, anchorFraction),
+                                 (.tauWaadQuantile, tauWaadQuantile), (.tauDeltaQuantile, tauDeltaQuantile), (.alpha, alpha)]
         where !(value >= 0 && value <= 1) {
-            return "\(name): must be between 0 and 1, got \(value)"
+            return (setting, "must be between 0 and 1, got \(value)")
         }
-        if waadWindow < 1 { return "waad_window: must be at least 1" }
+        if waadWindow < 1 { return (.waadWindow, "must be at least 1") }
         if faiWindowStart < 1 || faiWindowEnd < faiWindowStart {
-            return "fai_window: needs 1 ≤ start ≤ end, got \(faiWindowStart)…\(faiWindowEnd)"
+            return (.faiWindow, "needs 1 ≤ start ≤ end, got \(faiWindowStart)…\(faiWindowEnd)")
         }
-        if !(gammaAmp >= 1 && gammaAmp.isFinite) { return "gamma_amp: must be a finite number ≥ 1" }
-        if lookback < 1 { return "lookback: must be at least 1" }
+        if !(gammaAmp >= 1 && gammaAmp.isFinite) { return (.gammaAmp, "must be a finite number ≥ 1") }
+        if lookback < 1 { return (.lookback, "must be at least 1") }
         return nil
     }
 }

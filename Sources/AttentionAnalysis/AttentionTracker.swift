@@ -33,7 +33,9 @@ public final class AttentionTracker {
     public init(model: LlamaModel, options: AttentionAnalysisOptions, capacity: Int, threads: Int = 0,
                 microBatch: Int = 128) throws(AttentionError)
     {
-        if let problem = options.problem(modelLayers: model.layerCount) { throw .invalidOptions(problem) }
+        if let problem = options.problem(modelLayers: model.layerCount) {
+            throw .invalidOptions("\(problem.setting.rawValue): \(problem.message)")
+        }
         self.model = model
         self.options = options
         layers = options.resolvedLayers(modelLayers: model.layerCount)

@@ -1,6 +1,8 @@
 import JSON
 import Llama
 import SelfAnchor
+import SelfAnchorProtocol
+import WireMapping
 
 #if canImport(Glibc)
     import Glibc
@@ -109,10 +111,10 @@ public final class EvalRunner {
                 }
                 guard let index else { return }
                 do {
-                    guard let line = try solve(work[index].item, work[index].column, cancellation: cancellation) else { return }
+                    guard let (line, record) = try solve(work[index].item, work[index].column, cancellation: cancellation)
+                    else { return }
                     try lock.withLock {
                         try file.append(line.serialized() + "\n")
-                        let record = EvalRecord(line)!
                         state.records[Self.key(record.id, record.strategy)] = record
                         state.done += 1
                         progress(state.done, total, resumed)
@@ -127,8 +129,10 @@ public final class EvalRunner {
         return ordered(state.records)
     }
 
-    /// One item with one column, as its results.jsonl line; nil when cancelled.
-    private func solve(_ item: EvalItem, _ column: EvalColumn, cancellation: CancellationFlag) throws -> JSONValue? {
+    /// One item with one column: its results.jsonl line and its record; nil when cancelled.
+    private func solve(_ item: EvalItem, _ column: EvalColumn, cancellation: CancellationFlag) throws
+        -> (line: JSONValue, record: EvalRecord)?
+    {
         var request = column.template
         request.question = item.question
         request.task = item.task
@@ -152,9 +156,12 @@ public final class EvalRunner {
         line["reference"] = .string(item.reference)
         line["extracted"] = result.answer?.extracted.map(JSONValue.string) ?? .null
         line["correct"] = .bool(correct)
-        line["steps_n"] = .int(result.steps.count)
-        line["result"] = result.jsonValue
-        return .object(line)
+        line["stepCount"] = .int(result.steps.count)
+        line["result"] = SolveResultMessage(result).jsonValue
+        let record = EvalRecord(id: item.id, strategy: column.name, correct: correct, extracted: result.answer?.extracted,
+                                predictedN: result.timings.predictedN, predictedMs: result.timings.predictedMs,
+                                steps: result.steps.count, variant: column.definition)
+        return (.object(line), record)
     }
 
     private func ordered(_ records: [String: EvalRecord]) -> [EvalRecord] {
@@ -169,7 +176,8 @@ extension EvalRecord {
         let timings = value["result"]?["timings"]
         self.init(id: id, strategy: strategy, correct: correct, extracted: value["extracted"]?.stringValue,
                   predictedN: Int(timings?["predicted_n"]?.integerValue ?? 0), predictedMs: timings?["predicted_ms"]?.doubleValue ?? 0,
-                  steps: Int(value["steps_n"]?.integerValue ?? 0), variant: value["variant"]?.stringValue)
+                  steps: Int(value["stepCount"]?.integerValue ?? value["steps_n"]?.integerValue ?? 0),  // (steps_n: protocol 1)
+                  variant: value["variant"]?.stringValue)
     }
 }
 

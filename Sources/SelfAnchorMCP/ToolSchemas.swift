@@ -231,7 +231,7 @@ enum ToolSchemas {
             "text",
             "omega",
             "confidence",
-            "steering_confidence",
+            "steeringConfidence",
             "tokens"
           ],
           "additionalProperties": false,
@@ -252,7 +252,7 @@ enum ToolSchemas {
                 "null"
               ]
             },
-            "steering_confidence": {
+            "steeringConfidence": {
               "type": [
                 "number",
                 "null"
@@ -530,18 +530,18 @@ enum ToolSchemas {
       "required": [
         "model",
         "options",
-        "heads_per_layer",
-        "kv_heads_per_layer",
-        "local_heads",
-        "global_heads",
-        "tau_waad",
-        "tau_delta",
-        "prompt_tokens",
-        "response_tokens",
-        "preplan_count",
-        "anchor_count",
+        "headsPerLayer",
+        "kvHeadsPerLayer",
+        "localHeads",
+        "globalHeads",
+        "tauWaad",
+        "tauDelta",
+        "promptTokens",
+        "responseTokens",
+        "preplanCount",
+        "anchorCount",
         "tokens",
-        "elapsed_ms"
+        "elapsedMs"
       ],
       "properties": {
         "model": {
@@ -550,47 +550,47 @@ enum ToolSchemas {
         "options": {
           "$ref": "#/$defs/options"
         },
-        "heads_per_layer": {
+        "headsPerLayer": {
           "type": "integer",
           "minimum": 1
         },
-        "kv_heads_per_layer": {
+        "kvHeadsPerLayer": {
           "type": "integer",
           "minimum": 1
         },
-        "local_heads": {
+        "localHeads": {
           "type": "array",
           "items": {
             "type": "string",
             "pattern": "^[0-9]+\\.[0-9]+$"
           }
         },
-        "global_heads": {
+        "globalHeads": {
           "type": "array",
           "items": {
             "type": "string",
             "pattern": "^[0-9]+\\.[0-9]+$"
           }
         },
-        "tau_waad": {
+        "tauWaad": {
           "type": "number"
         },
-        "tau_delta": {
+        "tauDelta": {
           "type": "number"
         },
-        "prompt_tokens": {
+        "promptTokens": {
           "type": "integer",
           "minimum": 0
         },
-        "response_tokens": {
+        "responseTokens": {
           "type": "integer",
           "minimum": 1
         },
-        "preplan_count": {
+        "preplanCount": {
           "type": "integer",
           "minimum": 0
         },
-        "anchor_count": {
+        "anchorCount": {
           "type": "integer",
           "minimum": 0
         },
@@ -600,10 +600,10 @@ enum ToolSchemas {
             "$ref": "#/$defs/token"
           }
         },
-        "elapsed_ms": {
+        "elapsedMs": {
           "type": "number"
         },
-        "peak_rss_mb": {
+        "peakRssMb": {
           "type": "number"
         }
       },
@@ -733,16 +733,16 @@ enum ToolSchemas {
               "type": "object",
               "additionalProperties": false,
               "required": [
-                "local_chunk",
-                "global_anchor",
+                "localChunk",
+                "globalAnchor",
                 "coupled"
               ],
               "properties": {
-                "local_chunk": {
+                "localChunk": {
                   "type": "number",
                   "minimum": 1
                 },
-                "global_anchor": {
+                "globalAnchor": {
                   "type": "number",
                   "minimum": 1
                 },

@@ -1,7 +1,5 @@
 import JSON
 import JSONRPC
-import Llama
-import SelfAnchor
 
 /// The method and notification names of the selfanchor protocol (Protocol/README.md).
 public enum Method {
@@ -23,6 +21,10 @@ public enum Method {
     public static let progress = "$/progress"
 }
 
+/// The protocol's version, reported by `initialize`. 2: keys in camelCase (timings excepted); 1 had
+/// snake_case keys in events, results and the analysis.
+public let protocolVersion = 2
+
 /// Limits that requests are checked against.
 public struct RequestLimits: Sendable {
     public var maxTokens = 8192
@@ -30,113 +32,8 @@ public struct RequestLimits: Sendable {
     public init() {}
 }
 
-/// `solve` params.
-public struct SolveParams: Sendable {
-    public var request: SolveRequest
-    public var stream: Bool
-
-    public init(_ params: JSONValue?, limits: RequestLimits) throws(ResponseError) {
-        let reader = try ParamsReader(params)
-        try reader.rejectUnknown(["question", "strategy", "task", "options", "stream"])
-        let question = try reader.string("question", required: true, nonEmpty: true)!
-        var request = SolveRequest(question: question)
-        request.strategy = try reader.choice("strategy", as: Strategy.self) ?? .selfAnchor
-        request.task = try reader.choice("task", as: TaskType.self) ?? .number
-        try Self.applyOptions(try reader.nested("options"), to: &request, limits: limits)
-        self.request = request
-        self.stream = try reader.bool("stream") ?? true
-    }
-
-    /// The `options` members of a solve, applied to a request. The keys users type in `options`, and
-    /// in `selfanchor eval --variant NAME=STRATEGY:key=value,…`.
-    public static let optionKeys: Set<String> = [
-        "omega", "planOmega", "stepOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
-        "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans", "skipMaskedAbove", "calculator",
-        "planning", "answerOmega",
-    ]
-
-    /// Applies a solve's `options` object to a request (members it does not have keep their values).
-    public static func applyOptions(_ options: ParamsReader, to request: inout SolveRequest, limits: RequestLimits)
-        throws(ResponseError)
-    {
-        try options.rejectUnknown(optionKeys)
-        if let omega = try options.double("omega", in: -10...10) {
-            request.steering.planOmega = omega
-            request.steering.stepOmega = omega
-            request.steering.spaOmega = omega
-        }
-        if let value = try options.double("planOmega", in: -10...10) { request.steering.planOmega = value }
-        if let value = try options.double("stepOmega", in: -10...10) { request.steering.stepOmega = value }
-        if let mode = try options.choice("omegaMode", as: SteeringOptions.Mode.self) { request.steering.mode = mode }
-        if let value = try options.bool("modulation") { request.steering.modulation = value }
-        if let value = try options.double("referenceConfidence", in: 0...0.99) { request.steering.referenceConfidence = value }
-        if let value = try options.double("maxGain", in: 0...10) { request.steering.maximumGain = value }
-        request.sampling = try Self.sampling(options, base: request.sampling)
-        request.maxTokens = try options.integer("maxTokens", in: 1...limits.maxTokens) ?? request.maxTokens
-        request.maxSteps = try options.integer("maxSteps", in: 1...limits.maxSteps) ?? request.maxSteps
-        request.anchors = try options.strings("anchors") ?? request.anchors
-        request.placeholder = try options.string("placeholder", nonEmpty: true) ?? request.placeholder
-        request.anchorSpans = try options.integer("anchorSpans", in: 0...32) ?? request.anchorSpans
-        request.calculator = try options.bool("calculator") ?? request.calculator
-        request.planning = try options.choice("planning", as: Planning.self) ?? request.planning
-        if let value = try options.double("answerOmega", in: -10...10) { request.steering.answerOmega = value }
-        if options.object["skipMaskedAbove"] == .null {
-            request.steering.skipMaskedAbove = nil  // off: the masked context runs on every token
-        } else if let value = try options.double("skipMaskedAbove", in: 0...1) {
-            request.steering.skipMaskedAbove = value
-        }
-    }
-
-    static func sampling(_ options: ParamsReader, base: SamplingOptions = SamplingOptions()) throws(ResponseError) -> SamplingOptions {
-        var sampling = base
-        if let value = try options.double("temperature", in: 0...10) { sampling.temperature = Float(value) }
-        if let value = try options.double("topP", in: 0.000001...1) { sampling.topP = Float(value) }
-        if let value = try options.integer("topK", in: 0...100_000) { sampling.topK = Int32(value) }
-        if let value = try options.integer("seed", in: 0...Int(UInt32.max)) { sampling.seed = UInt32(value) }
-        return sampling
-    }
-}
-
-/// `generate` params: messages (or a prompt), anchors and ω.
-public struct GenerateParams: Sendable {
-    public var request: GenerateRequest
-    public var stream: Bool
-
-    public init(_ params: JSONValue?, limits: RequestLimits) throws(ResponseError) {
-        let reader = try ParamsReader(params)
-        try reader.rejectUnknown(["messages", "prompt", "anchors", "options", "stream"])
-        var messages: [ChatMessage] = []
-        if let list = try reader.array("messages") {
-            for (index, element) in list.enumerated() {
-                let message = try ParamsReader(element, path: "params.messages[\(index)]")
-                try message.rejectUnknown(["role", "content"])
-                let role = try message.string("role", required: true, nonEmpty: true)!
-                guard ["system", "user", "assistant"].contains(role) else {
-                    throw ParamsReader.invalid("params.messages[\(index)].role", "must be \"system\", \"user\" or \"assistant\", got \"\(role)\"")
-                }
-                messages.append(ChatMessage(role: role, content: try message.string("content", required: true)!))
-            }
-        }
-        if let prompt = try reader.string("prompt") {
-            guard messages.isEmpty else { throw ParamsReader.invalid("params.prompt", "give either messages or prompt, not both") }
-            messages = [.user(prompt)]
-        }
-        guard !messages.isEmpty else { throw ParamsReader.invalid("params.messages", "required (or params.prompt)") }
-        var request = GenerateRequest(messages: messages, anchors: try reader.strings("anchors") ?? [])
-        let options = try reader.nested("options")
-        try options.rejectUnknown(["omega", "modulation", "temperature", "topP", "topK", "seed", "maxTokens", "placeholder"])
-        request.omega = try options.double("omega", in: -10...10) ?? request.omega
-        request.modulation = try options.bool("modulation") ?? false
-        request.sampling = try SolveParams.sampling(options)
-        request.maxTokens = try options.integer("maxTokens", in: 1...limits.maxTokens) ?? request.maxTokens
-        request.placeholder = try options.string("placeholder", nonEmpty: true) ?? request.placeholder
-        self.request = request
-        self.stream = try reader.bool("stream") ?? true
-    }
-}
-
 /// `model/load` params.
-public struct ModelLoadParams: Sendable {
+public struct ModelLoadParams: Sendable, Equatable {
     /// A catalog name or alias ("default", "fast", "test", "qwen-1.5b", …) or a GGUF path.
     public var model: String
     public var contextSize: Int?
@@ -174,26 +71,164 @@ public struct CancelParams: Sendable {
     }
 }
 
-/// What `initialize`, `model/info` and `model/load` say about a loaded model.
-public struct ModelDescription: Sendable {
+/// What `initialize`, `model/info`, `model/load` and `server/status` say about a loaded model.
+public struct ModelDescription: Sendable, Equatable {
     public var name: String
     public var path: String
-    public var model: LlamaModel
+    public var description: String
+    public var parameters: Int
+    public var sizeBytes: Int
     public var contextSize: Int
+    public var trainContextLength: Int
+    public var layers: Int
+    public var vocabularySize: Int
 
-    public init(name: String, path: String, model: LlamaModel, contextSize: Int) {
+    public init(name: String, path: String, description: String, parameters: Int, sizeBytes: Int, contextSize: Int,
+                trainContextLength: Int, layers: Int, vocabularySize: Int)
+    {
         self.name = name
         self.path = path
-        self.model = model
+        self.description = description
+        self.parameters = parameters
+        self.sizeBytes = sizeBytes
         self.contextSize = contextSize
+        self.trainContextLength = trainContextLength
+        self.layers = layers
+        self.vocabularySize = vocabularySize
     }
 
     public var jsonValue: JSONValue {
         [
-            "name": .string(name), "path": .string(path), "description": .string(model.description),
-            "parameters": .integer(Int64(model.parameterCount)), "sizeBytes": .integer(Int64(model.sizeBytes)),
-            "contextSize": .int(contextSize), "trainContextLength": .int(model.trainingContextLength),
-            "layers": .int(model.layerCount), "vocabularySize": .int(model.vocabularySize),
+            "name": .string(name), "path": .string(path), "description": .string(description),
+            "parameters": .int(parameters), "sizeBytes": .int(sizeBytes), "contextSize": .int(contextSize),
+            "trainContextLength": .int(trainContextLength), "layers": .int(layers), "vocabularySize": .int(vocabularySize),
+        ]
+    }
+}
+
+/// The `initialize` result.
+public struct InitializeResult: Sendable {
+    public var serverName: String
+    public var serverVersion: String
+    public var model: ModelDescription?
+    public var strategies: [String]
+    public var tasks: [String]
+    public var methods: [String]
+    public var notifications: [String]
+    public var maxMessageBytes: Int
+    public var maxQueue: Int
+    public var limits: RequestLimits
+    public var contextSize: Int
+    public var parallel: Int
+
+    public init(serverName: String, serverVersion: String, model: ModelDescription?, strategies: [String], tasks: [String],
+                methods: [String], notifications: [String], maxMessageBytes: Int, maxQueue: Int, limits: RequestLimits,
+                contextSize: Int, parallel: Int)
+    {
+        self.serverName = serverName
+        self.serverVersion = serverVersion
+        self.model = model
+        self.strategies = strategies
+        self.tasks = tasks
+        self.methods = methods
+        self.notifications = notifications
+        self.maxMessageBytes = maxMessageBytes
+        self.maxQueue = maxQueue
+        self.limits = limits
+        self.contextSize = contextSize
+        self.parallel = parallel
+    }
+
+    public var jsonValue: JSONValue {
+        [
+            "serverInfo": ["name": .string(serverName), "version": .string(serverVersion)],
+            "protocolVersion": .int(protocolVersion),
+            "model": model?.jsonValue ?? .null,
+            "capabilities": [
+                "strategies": .array(strategies.map(JSONValue.string)),
+                "tasks": .array(tasks.map(JSONValue.string)),
+                "framings": ["lsp", "ndjson"],
+                "methods": .array(methods.map(JSONValue.string)),
+                "notifications": .array(notifications.map(JSONValue.string)),
+                "limits": [
+                    "maxMessageBytes": .int(maxMessageBytes), "maxQueue": .int(maxQueue),
+                    "maxTokens": .int(limits.maxTokens), "maxSteps": .int(limits.maxSteps),
+                    "contextSize": .int(contextSize), "parallel": .int(parallel),
+                ],
+            ],
+        ]
+    }
+}
+
+/// The `model/unload` result: whether a model was loaded.
+public struct ModelUnloadResult: Sendable, Equatable {
+    public var unloaded: Bool
+
+    public init(unloaded: Bool) { self.unloaded = unloaded }
+
+    public var jsonValue: JSONValue { ["unloaded": .bool(unloaded)] }
+}
+
+/// The `server/status` result: what the daemon holds and is doing, for a status line or a health check.
+public struct ServerStatusResult: Sendable, Equatable {
+    /// One request not yet answered.
+    public struct Request: Sendable, Equatable {
+        public var id: JSONValue
+        public var method: String
+        public var running: Bool
+        public var elapsedMs: Int
+
+        public init(id: JSONValue, method: String, running: Bool, elapsedMs: Int) {
+            self.id = id
+            self.method = method
+            self.running = running
+            self.elapsedMs = elapsedMs
+        }
+    }
+
+    public var model: ModelDescription?
+    public var loading: Bool
+    public var waiting: Int
+    public var maxQueue: Int
+    public var parallel: Int
+    public var inFlight: [Request]
+    public var served: Int
+    public var rssBytes: Int
+    /// The KV cache and the model file's size; nil while no model is loaded.
+    public var kvCacheBytes: Int?
+    public var modelBytes: Int?
+    public var uptimeMs: Int
+
+    public init(model: ModelDescription?, loading: Bool, waiting: Int, maxQueue: Int, parallel: Int, inFlight: [Request],
+                served: Int, rssBytes: Int, kvCacheBytes: Int?, modelBytes: Int?, uptimeMs: Int)
+    {
+        self.model = model
+        self.loading = loading
+        self.waiting = waiting
+        self.maxQueue = maxQueue
+        self.parallel = parallel
+        self.inFlight = inFlight
+        self.served = served
+        self.rssBytes = rssBytes
+        self.kvCacheBytes = kvCacheBytes
+        self.modelBytes = modelBytes
+        self.uptimeMs = uptimeMs
+    }
+
+    public var jsonValue: JSONValue {
+        var memory: JSONObject = ["rssBytes": .int(rssBytes)]
+        if let kvCacheBytes { memory["kvCacheBytes"] = .int(kvCacheBytes) }
+        if let modelBytes { memory["modelBytes"] = .int(modelBytes) }
+        return [
+            "model": model?.jsonValue ?? .null, "loading": .bool(loading),
+            "queue": ["waiting": .int(waiting), "max": .int(maxQueue), "parallel": .int(parallel)],
+            "inFlight": .array(inFlight.map { request in
+                [
+                    "id": request.id, "method": .string(request.method),
+                    "state": .string(request.running ? "running" : "queued"), "elapsedMs": .int(request.elapsedMs),
+                ]
+            }),
+            "served": .int(served), "memory": .object(memory), "uptimeMs": .int(uptimeMs),
         ]
     }
 }

@@ -48,7 +48,7 @@ public struct ParamsReader {
         }
         guard case .string(let text) = value else { throw Self.invalid(field(key), "a string", got: value) }
         try Self.rejectNUL(text, field(key))
-        if nonEmpty && text.trimmingCharacters(" \n\t\r").isEmpty { throw Self.invalid(field(key), "must not be empty") }
+        if nonEmpty && text.allSatisfy({ " \n\t\r".contains($0) }) { throw Self.invalid(field(key), "must not be empty") }
         return text
     }
 

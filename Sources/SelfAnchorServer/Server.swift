@@ -7,6 +7,7 @@ import AttentionAnalysis
 import SelfAnchor
 import SelfAnchorProtocol
 import Synchronization
+import WireMapping
 
 #if canImport(Glibc)
     import Glibc
@@ -215,10 +216,10 @@ public final class Server: MessageReceiver, @unchecked Sendable {
                         }
                         return state.engine != nil
                     }
-                    return ["unloaded": .bool(had)]
+                    return ModelUnloadResult(unloaded: had).jsonValue
                 }
             case Method.serverStatus:
-                reply(id, result: status())
+                reply(id, result: status().jsonValue)
             case Method.exit, Method.initialized, Method.cancelRequest:
                 throw ResponseError(code: ErrorCode.invalidRequest, message: "\(method) is a notification: send it without an id")
             default:
@@ -245,23 +246,14 @@ public final class Server: MessageReceiver, @unchecked Sendable {
         // The answer describes the model, so it waits for the start-up load (if any) to finish.
         if state.withLock({ $0.loading > 0 }) { drainStartup() }
         let model = state.withLock { $0.model }
-        reply(id, result: [
-            "serverInfo": ["name": .string(Self.name), "version": .string(Self.version)],
-            "model": model?.jsonValue ?? .null,
-            "capabilities": [
-                "strategies": .array(Strategy.allCases.map { .string($0.rawValue) }),
-                "tasks": .array(TaskType.allCases.map { .string($0.rawValue) }),
-                "framings": ["lsp", "ndjson"],
-                "methods": .array([Method.solve, Method.generate, Method.analyze, Method.modelLoad, Method.modelInfo, Method.modelUnload,
-                                   Method.serverStatus, Method.cancelRequest, Method.shutdown].map(JSONValue.string)),
-                "notifications": .array([Method.event, Method.progress].map(JSONValue.string)),
-                "limits": [
-                    "maxMessageBytes": .int(options.maxMessageBytes), "maxQueue": .int(options.maxQueue),
-                    "maxTokens": .int(options.limits.maxTokens), "maxSteps": .int(options.limits.maxSteps),
-                    "contextSize": .int(model?.contextSize ?? options.contextSize), "parallel": .int(max(1, options.parallel)),
-                ],
-            ],
-        ])
+        let result = InitializeResult(
+            serverName: Self.name, serverVersion: Self.version, model: model, strategies: Strategy.allCases.map(\.rawValue),
+            tasks: TaskType.allCases.map(\.rawValue),
+            methods: [Method.solve, Method.generate, Method.analyze, Method.modelLoad, Method.modelInfo, Method.modelUnload,
+                      Method.serverStatus, Method.cancelRequest, Method.shutdown],
+            notifications: [Method.event, Method.progress], maxMessageBytes: options.maxMessageBytes, maxQueue: options.maxQueue,
+            limits: options.limits, contextSize: model?.contextSize ?? options.contextSize, parallel: max(1, options.parallel))
+        reply(id, result: result.jsonValue)
     }
 
     /// Exits when the process that started us is gone (LSP's processId).
@@ -395,21 +387,23 @@ public final class Server: MessageReceiver, @unchecked Sendable {
     }
 
     private func runSolve(_ job: Job, _ params: SolveParams) throws(ResponseError) -> JSONValue {
-        try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
-            try engine.solve(params.request, cancellation: job.flag, onEvent: onEvent)
+        let request = SolveRequest(params)
+        return try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
+            try engine.solve(request, cancellation: job.flag, onEvent: onEvent)
         }
     }
 
     private func runGenerate(_ job: Job, _ params: GenerateParams) throws(ResponseError) -> JSONValue {
-        try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
-            try engine.generate(params.request, cancellation: job.flag, onEvent: onEvent)
+        let request = GenerateRequest(params)
+        return try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
+            try engine.generate(request, cancellation: job.flag, onEvent: onEvent)
         }
     }
 
     private func runAnalyze(_ job: Job, _ params: AnalyzeParams) throws(ResponseError) -> JSONValue {
         let engine = try engine()
         do {
-            return try engine.analyze(params.request, cancellation: job.flag).jsonValue
+            return AnalysisResultMessage(try engine.analyze(AnalyzeRequest(params), cancellation: job.flag)).jsonValue
         } catch {
             if case .cancelled = error {
                 throw ResponseError(code: ErrorCode.requestCancelled, message: "request cancelled", data: ["partial": .null])
@@ -426,23 +420,23 @@ public final class Server: MessageReceiver, @unchecked Sendable {
         let engine = try engine()
         let id = job.id
         do {
-            return try body(engine) { event in
+            return SolveResultMessage(try body(engine) { event in
                 if stream { self.notify(id: id, event: event) }
-            }.jsonValue
+            }).jsonValue
         } catch {
             throw Self.responseError(error)
         }
     }
 
     private func notify(id: RequestID, event: DecoderEvent) {
-        output(.notification(method: Method.event, params: ["id": id.value, "event": event.jsonValue]))
+        output(.notification(method: Method.event, params: ["id": id.value, "event": EventMessage(event).jsonValue]))
     }
 
     static func responseError(_ error: DecoderError) -> ResponseError {
         switch error {
         case .cancelled(let partial):
             return ResponseError(code: ErrorCode.requestCancelled, message: "request cancelled",
-                                 data: ["partial": partial.jsonValue])
+                                 data: ["partial": SolveResultMessage(partial).jsonValue])
         case .promptTooLong(let tokens, let capacity):
             return ResponseError(code: ErrorCode.promptTooLong,
                                  message: "the prompt needs \(tokens) tokens but the context holds \(capacity)",
@@ -511,28 +505,21 @@ public final class Server: MessageReceiver, @unchecked Sendable {
 
     // MARK: Status
 
-    private func status() -> JSONValue {
+    private func status() -> ServerStatusResult {
         let now = ContinuousClock.now
         let engine = state.withLock { $0.engine }
-        let memory: JSONValue = engine.map { engine in
-            ["rssBytes": .int(Self.residentBytes()), "kvCacheBytes": .int(engine.kvCacheBytes),
-             "modelBytes": .int(Self.fileSize(engine.model.path))]
-        } ?? ["rssBytes": .int(Self.residentBytes())]
+        let rss = Self.residentBytes()
         return state.withLock { state in
-            let inFlight: [JSONValue] = state.jobs.filter { !$0.answered }.map { job in
-                [
-                    "id": job.id.value, "method": .string(job.method), "state": .string(job.running ? "running" : "queued"),
-                    "elapsedMs": .int(Self.milliseconds(now - job.enqueued)),
-                ]
-            }
-            return [
-                "model": state.model?.jsonValue ?? .null, "loading": .bool(state.loading > 0),
-                "queue": ["waiting": .int(state.jobs.filter { !$0.running && !$0.answered }.count), "max": .int(options.maxQueue),
-                          "parallel": .int(max(1, options.parallel))],
-                "inFlight": .array(inFlight), "served": .int(state.served),
-                "memory": memory,
-                "uptimeMs": .int(Self.milliseconds(now - started)),
-            ]
+            ServerStatusResult(
+                model: state.model, loading: state.loading > 0,
+                waiting: state.jobs.filter { !$0.running && !$0.answered }.count, maxQueue: options.maxQueue,
+                parallel: max(1, options.parallel),
+                inFlight: state.jobs.filter { !$0.answered }.map { job in
+                    .init(id: job.id.value, method: job.method, running: job.running,
+                          elapsedMs: Self.milliseconds(now - job.enqueued))
+                },
+                served: state.served, rssBytes: rss, kvCacheBytes: engine?.kvCacheBytes,
+                modelBytes: engine.map { Self.fileSize($0.model.path) }, uptimeMs: Self.milliseconds(now - started))
         }
     }
 

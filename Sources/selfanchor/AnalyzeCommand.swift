@@ -6,6 +6,7 @@ import JSONRPC
 import Llama
 import SelfAnchor
 import SelfAnchorProtocol
+import WireMapping
 
 /// `selfanchor analyze`: preplan and anchor tokens of a text from the model's attention (WAAD, FAI),
 /// with credit weights for RL, as a summary, JSON, JSONL token weights or an HTML report.
@@ -113,68 +114,84 @@ struct AnalyzeCommand: ParsableCommand {
         return parts.map { $0! }
     }
 
-    /// The options as the daemon's `analyze` takes them, so both check them the same way.
-    private var optionsJSON: JSONValue {
-        var object: JSONObject = [:]
-        if let layers, let list = parseLayers(layers) { object["layers"] = .array(list.map { .int($0) }) }
-        if let layerCount { object["layerCount"] = .int(layerCount) }
-        if let waadWindow { object["waadWindow"] = .int(waadWindow) }
-        if let faiWindow, let (low, high) = parseWindow(faiWindow) { object["faiWindow"] = [.int(low), .int(high)] }
-        for (key, value) in [("localFraction", localFraction), ("globalFraction", globalFraction),
-                             ("preplanFraction", preplanFraction), ("anchorFraction", anchorFraction),
-                             ("gammaAmp", gammaAmp), ("tauWaadQuantile", tauWaadQuantile),
-                             ("tauDeltaQuantile", tauDeltaQuantile), ("alpha", alpha)]
-        {
-            if let value { object[key] = .double(value) }
+    /// The analysis settings the flags ask for; checked against the model once it is loaded.
+    private var analysisOptions: AttentionAnalysisOptions {
+        var options = AttentionAnalysisOptions()
+        if let layers { options.layers = parseLayers(layers) }
+        if let layerCount { options.layerCount = layerCount }
+        if let waadWindow { options.waadWindow = waadWindow }
+        if let faiWindow, let (start, end) = parseWindow(faiWindow) {
+            options.faiWindowStart = start
+            options.faiWindowEnd = end
         }
-        if let lookback { object["lookback"] = .int(lookback) }
-        return .object(object)
+        if let localFraction { options.localFraction = localFraction }
+        if let globalFraction { options.globalFraction = globalFraction }
+        if let preplanFraction { options.preplanFraction = preplanFraction }
+        if let anchorFraction { options.anchorFraction = anchorFraction }
+        if let gammaAmp { options.gammaAmp = gammaAmp }
+        if let tauWaadQuantile { options.tauWaadQuantile = tauWaadQuantile }
+        if let tauDeltaQuantile { options.tauDeltaQuantile = tauDeltaQuantile }
+        if let alpha { options.alpha = alpha }
+        if let lookback { options.lookback = lookback }
+        return options
+    }
+
+    /// The flag that sets `setting`: `localFraction` is `--local-fraction`.
+    static func flag(_ setting: AttentionAnalysisOptions.Setting) -> String {
+        "--" + setting.rawValue.map { $0.isUppercase ? "-" + $0.lowercased() : String($0) }.joined()
     }
 
     /// One analysis request per text to analyse, with the id it is exported under.
     private func requests() throws -> [(id: String, request: AnalyzeRequest)] {
-        func parsed(_ params: JSONValue, _ what: String) throws -> AnalyzeRequest {
-            do { return try AnalyzeParams(params).request } catch {
-                throw CommandFailure("\(what): " + Self.optionNames(in: error.message))
-            }
-        }
-        if let result {
-            let content: String
-            do { content = result == "-" ? Terminal.readStandardInput() : try readText(result) } catch {
-                throw CommandFailure("\(error)")
-            }
-            var documents: [JSONValue] = []
-            if let whole = try? JSONValue.parse(content) {
-                documents = [whole]
+        let options = analysisOptions
+        guard let result else {
+            let body: String
+            if let file {
+                do { body = file == "-" ? Terminal.readStandardInput() : try readText(file) } catch {
+                    throw CommandFailure("\(error)")
+                }
             } else {
-                for (number, line) in content.split(whereSeparator: \.isNewline).enumerated()
-                where !line.allSatisfy(\.isWhitespace) {
-                    do { documents.append(try JSONValue.parse(String(line))) } catch {
-                        throw CommandFailure("\(result): line \(number + 1) is not JSON: \(error)")
-                    }
+                body = text ?? ""
+            }
+            if body.isEmpty { throw CommandFailure("analyze: the text is empty") }
+            let source: AnalyzeRequest.Source =
+                if let question { .conversation(question: question, response: body) }
+                else { .text(prompt: prompt ?? "", response: body) }
+            return [("1", AnalyzeRequest(source: source, options: options))]
+        }
+        let content: String
+        do { content = result == "-" ? Terminal.readStandardInput() : try readText(result) } catch {
+            throw CommandFailure("\(error)")
+        }
+        var documents: [JSONValue] = []
+        if let whole = try? JSONValue.parse(content) {
+            documents = [whole]
+        } else {
+            for (number, line) in content.split(whereSeparator: \.isNewline).enumerated()
+            where !line.allSatisfy(\.isWhitespace) {
+                do { documents.append(try JSONValue.parse(String(line))) } catch {
+                    throw CommandFailure("\(result): line \(number + 1) is not JSON: \(error)")
                 }
             }
-            guard !documents.isEmpty else { throw CommandFailure("\(result): no solve result in it") }
-            return try documents.enumerated().map { index, document in
-                // A JSON-RPC response carries the solve result in `result`.
-                let body = document["jsonrpc"] != nil ? (document["result"] ?? .null) : document
-                var params: JSONObject = ["result": body, "options": optionsJSON]
-                if let task { params["task"] = .string(task.rawValue) }
-                let id = document["id"]?.stringValue ?? document["id"].map { $0.serialized() } ?? "\(index + 1)"
-                let suffix = document["strategy"]?.stringValue.map { "/" + $0 } ?? ""
-                return (id + (documents.count > 1 ? suffix : ""), try parsed(.object(params), "\(result) item \(index + 1)"))
+        }
+        guard !documents.isEmpty else { throw CommandFailure("\(result): no solve result in it") }
+        return try documents.enumerated().map { index, document in
+            // A JSON-RPC response carries the solve result in `result`.
+            let body = document["jsonrpc"] != nil ? (document["result"] ?? .null) : document
+            var params: JSONObject = ["result": body]
+            if let task { params["task"] = .string(task.rawValue) }
+            let parsed: AnalyzeParams
+            do { parsed = try AnalyzeParams(.object(params)) } catch let error as ResponseError {
+                throw CommandFailure("\(result) item \(index + 1): " + error.message.replacing("params.", with: ""))
+            } catch {
+                throw CommandFailure("\(result) item \(index + 1): \(error)")
             }
+            var request = AnalyzeRequest(parsed)
+            request.options = options
+            let id = document["id"]?.stringValue ?? document["id"].map { $0.serialized() } ?? "\(index + 1)"
+            let suffix = document["strategy"]?.stringValue.map { "/" + $0 } ?? ""
+            return (id + (documents.count > 1 ? suffix : ""), request)
         }
-        let body: String
-        if let file {
-            do { body = file == "-" ? Terminal.readStandardInput() : try readText(file) } catch { throw CommandFailure("\(error)") }
-        } else {
-            body = text ?? ""
-        }
-        var params: JSONObject = ["text": .string(body), "options": optionsJSON]
-        if let prompt { params["prompt"] = .string(prompt) }
-        if let question { params["question"] = .string(question) }
-        return [("1", try parsed(.object(params), "analyze"))]
     }
 
     func run() throws {
@@ -183,6 +200,9 @@ struct AnalyzeCommand: ParsableCommand {
             throw CommandFailure("--html writes one report: \(result ?? "the input") holds \(requests.count) texts")
         }
         let engine = try modelOptions.makeEngine()
+        if let problem = analysisOptions.problem(modelLayers: engine.model.layerCount) {
+            throw CommandFailure("\(Self.flag(problem.setting)): \(problem.message)")
+        }
         let flag = CancellationFlag()
         InterruptHandler.install(flag)
         var lines: [String] = []
@@ -195,7 +215,7 @@ struct AnalyzeCommand: ParsableCommand {
             if requests.count > 1 { Terminal.error("analysed \(number + 1)/\(requests.count) (\(id))\n") }
             if jsonl != nil { lines.append(Self.weightsLine(id: id, report).serialized()) }
             if json {
-                Terminal.write(report.jsonValue.serialized() + "\n")
+                Terminal.write(AnalysisResultMessage(report).jsonValue.serialized() + "\n")
             } else if requests.count == 1 && jsonl != "-" {
                 Terminal.write(Self.summary(report))
             }
@@ -213,36 +233,20 @@ struct AnalyzeCommand: ParsableCommand {
         }
     }
 
-    /// A daemon error message with its field paths as this command's flags: `params.options.faiWindow`
-    /// becomes `--fai-window`, `params.result.text` becomes `result.text`.
-    static func optionNames(in message: String) -> String {
-        var output = ""
-        var rest = Substring(message)
-        while let range = rest.firstRange(of: "params.options.") {
-            output += rest[..<range.lowerBound] + "--"
-            rest = rest[range.upperBound...]
-            while let character = rest.first, character.isLetter {
-                output += character.isUppercase ? "-" + character.lowercased() : String(character)
-                rest = rest.dropFirst()
-            }
-        }
-        return (output + rest).replacing("params.", with: "")
-    }
-
     /// One text's token weights, aligned arrays: what an RL trainer multiplies its advantages by.
     static func weightsLine(id: String, _ report: AttentionReportData) -> JSONValue {
         let tokens = report.tokens
         return [
-            "id": .string(id), "model": .string(report.model), "prompt_tokens": .int(report.promptTokens),
-            "token_ids": .array(tokens.map { .int(Int($0.token)) }),
+            "id": .string(id), "model": .string(report.model), "promptTokens": .int(report.promptTokens),
+            "tokenIds": .array(tokens.map { .int(Int($0.token)) }),
             "tokens": .array(tokens.map { .string($0.text) }),
             "waad": .array(tokens.map { .double($0.waad) }),
             "fai": .array(tokens.map { $0.fai.map(JSONValue.double) ?? .null }),
             "preplan": .array(tokens.map { .bool($0.isPreplan) }),
             "anchor": .array(tokens.map { .bool($0.isAnchor) }),
             "gamma": [
-                "local_chunk": .array(tokens.map { .double($0.gammaLocalChunk) }),
-                "global_anchor": .array(tokens.map { .double($0.gammaGlobalAnchor) }),
+                "localChunk": .array(tokens.map { .double($0.gammaLocalChunk) }),
+                "globalAnchor": .array(tokens.map { .double($0.gammaGlobalAnchor) }),
                 "coupled": .array(tokens.map { .double($0.gammaCoupled) }),
             ],
         ]

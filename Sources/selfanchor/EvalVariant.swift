@@ -3,6 +3,7 @@ import JSON
 import JSONRPC
 import SelfAnchor
 import SelfAnchorProtocol
+import WireMapping
 
 /// `--variant NAME=STRATEGY[:key=value,…]`: an extra column of an eval run, a strategy with options
 /// under its own name. The keys are those of a solve's `options` on the daemon (`omega`, `omegaMode`,
@@ -63,7 +64,7 @@ struct EvalVariant: Equatable {
         configure(&template)
         do {
             let reader = try ParamsReader(.object(options), path: "--variant \(name)")
-            try SolveParams.applyOptions(reader, to: &template, limits: RequestLimits())
+            template.apply(try SolveOptions(reader, limits: RequestLimits()))
         } catch {
             throw Problem(description: error.message)
         }

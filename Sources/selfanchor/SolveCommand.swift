@@ -3,6 +3,8 @@ import Evaluation
 import JSON
 import Llama
 import SelfAnchor
+import SelfAnchorProtocol
+import WireMapping
 
 #if canImport(Glibc)
     import Glibc
@@ -58,7 +60,7 @@ struct SolveCommand: ParsableCommand {
     }
 
     private static func save(_ result: SolveResult, to path: String) throws(DecoderError) {
-        do { try writeText(result.jsonValue.serialized() + "\n", to: path) } catch {
+        do { try writeText(SolveResultMessage(result).jsonValue.serialized() + "\n", to: path) } catch {
             throw .invalidRequest("cannot write \(path): \(error)")
         }
     }
@@ -119,7 +121,7 @@ struct EventRenderer {
 
     mutating func render(_ event: DecoderEvent) {
         if json {
-            Terminal.write(event.jsonValue.serialized() + "\n")
+            Terminal.write(EventMessage(event).jsonValue.serialized() + "\n")
             return
         }
         switch event {

@@ -133,6 +133,6 @@ import Testing
         #expect(options.problem(modelLayers: 30) != nil)
         options.layers = nil
         options.alpha = 2
-        #expect(options.problem(modelLayers: 30)?.hasPrefix("alpha") == true)
+        #expect(options.problem(modelLayers: 30)?.setting == .alpha)
     }
 }

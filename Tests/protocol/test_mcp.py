@@ -75,7 +75,7 @@ def test_an_mcp_client_lists_calls_streams_and_cancels(tmp_path):
             cot = await client.call_tool("solve", {"question": QUESTION, "strategy": "cot", "options": {"maxTokens": 30}})
             assert not cot.is_error and cot.structured_content["strategy"] == "cot"
             analysed = await client.call_tool("analyze", {"question": QUESTION, "text": "19 minus 4 is 15 cows."})
-            assert not analysed.is_error and analysed.structured_content["response_tokens"] > 3
+            assert not analysed.is_error and analysed.structured_content["responseTokens"] > 3
             assert "anchor tokens" in analysed.content[0].text
 
             # A failure of the tool is a result with isError; an unknown tool is a protocol error.

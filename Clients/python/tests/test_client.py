@@ -43,9 +43,9 @@ def test_analyze_a_solve_result(client):
     analysis = client.analyze(result=result, options={"waadWindow": 5})
     tokens = analysis["tokens"]
     assert "".join(t["text"] for t in tokens) == result["text"]
-    assert analysis["prompt_tokens"] == result["timings"]["prompt_n"]
+    assert analysis["promptTokens"] == result["timings"]["prompt_n"]
     assert all(0 <= t["waad"] <= 5 for t in tokens)
-    assert analysis["anchor_count"] == sum(t["anchor"] for t in tokens) > 0
+    assert analysis["anchorCount"] == sum(t["anchor"] for t in tokens) > 0
     with pytest.raises(InvalidParams) as error:
         client.analyze(text="x", options={"alpha": 2})
     assert error.value.data["field"] == "params.options.alpha"
