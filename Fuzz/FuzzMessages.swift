@@ -1,5 +1,5 @@
 // libFuzzer target over everything the daemon does with untrusted bytes before a request runs:
-// framing (FrameReader, both framings), JSON parsing (jansson), JSON-RPC message decoding, and the
+// framing (MessageFramer, both framings, fed whole and in uneven chunks), JSON parsing (jansson), JSON-RPC message decoding, and the
 // params decoding of every method. Built and run by scripts/fuzz.sh with -sanitize=fuzzer,address.
 //
 // Input layout: byte 0 picks the framing (auto, lsp, ndjson) and a message-size limit; the rest is
@@ -7,7 +7,8 @@
 //
 // Besides crashes and ASan reports, it checks invariants that a bug would break:
 // - every parsed JSON value survives serialize → parse unchanged;
-// - a frame is never larger than the limit; the reader always reaches the end of the stream;
+// - a frame is never larger than the limit; the framer ends exactly once;
+// - feeding the stream in uneven chunks gives the same frames as feeding it whole;
 // - a decoded message re-encodes to JSON that decodes to the same message.
 
 import JSON
@@ -19,38 +20,33 @@ import SelfAnchorProtocol
     import Glibc
 #endif
 
-/// One unlinked temporary file reused for every input: FrameReader reads from a descriptor.
-nonisolated(unsafe) private var memoryFile: Int32 = -1
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
-    if memoryFile < 0 {
-        var template = Array("/tmp/selfanchor-fuzz-XXXXXX".utf8CString)
-        memoryFile = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        precondition(memoryFile >= 0, "mkstemp failed")
-        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-    }
     let selector = data[0]
     let framing: Framing = [.auto, .lsp, .ndjson][Int(selector % 3)]
     let limit = [1024, 4096, 1 << 20][Int(selector / 3 % 3)]
-    let stream = UnsafeBufferPointer(start: data + 1, count: size - 1)
-    precondition(ftruncate(memoryFile, 0) == 0)
-    var offset = 0
-    while offset < stream.count {
-        let written = pwrite(memoryFile, stream.baseAddress! + offset, stream.count - offset, off_t(offset))
-        precondition(written > 0, "pwrite failed")
-        offset += written
-    }
-    precondition(lseek(memoryFile, 0, SEEK_SET) == 0)
+    let stream = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
 
-    let reader = FrameReader(descriptor: memoryFile, framing: framing, maxMessageBytes: limit)
-    var frames = 0
-    loop: while true {
-        frames += 1
-        precondition(frames <= stream.count + 2, "the reader produced more frames than there are bytes")
-        switch reader.next() {
-        case .end: break loop
+    var whole = MessageFramer(framing: framing, maxMessageBytes: limit)
+    let frames = whole.feed(stream) + whole.finish()
+    precondition(frames.count <= stream.count + 1, "the framer produced more frames than there are bytes")
+    precondition(frames.last == .end && frames.dropLast().allSatisfy { $0 != .end }, "one end, at the end")
+    // The same stream in uneven chunks (sizes from the selector) must give the same frames.
+    var chunked = MessageFramer(framing: framing, maxMessageBytes: limit)
+    var again: [Frame] = []
+    var start = 0
+    var step = Int(selector % 13) + 1
+    while start < stream.count {
+        again += chunked.feed(stream[start..<min(stream.count, start + step)])
+        start += step
+        step = step * 5 % 17 + 1
+    }
+    again += chunked.finish()
+    precondition(shape(again) == shape(frames), "framing depends on how the stream was split")
+    for frame in frames {
+        switch frame {
+        case .end: break
         case .error(let error): precondition(!error.message.isEmpty)
         case .message(let bytes):
             precondition(bytes.count <= limit, "a frame over the limit came through")
@@ -58,6 +54,17 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     return 0
+}
+
+/// Frames with their bodies, errors by kind only (their messages may count bytes differently).
+private func shape(_ frames: [Frame]) -> [String] {
+    frames.map { frame in
+        switch frame {
+        case .message(let bytes): "m" + String(decoding: bytes, as: UTF8.self)
+        case .error(let error): "e\(error.kind)"
+        case .end: "end"
+        }
+    }
 }
 
 private func handle(_ bytes: [UInt8]) {

@@ -71,7 +71,6 @@ public struct AttentionAnalysisOptions: Sendable, Equatable {
         return layers
     }
 
-    /// Why the options cannot be used, or nil.
     /// The settings, by the names requests and results use for them.
     public enum Setting: String, Sendable, CaseIterable {
         case layers, layerCount, localFraction, globalFraction, preplanFraction, anchorFraction, tauWaadQuantile,

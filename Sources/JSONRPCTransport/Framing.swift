@@ -27,35 +27,66 @@ public struct FramingError: Error, Equatable, Sendable {
     public var message: String
 }
 
-/// Splits a byte stream into message bodies. Only frames bytes: it knows nothing of JSON.
+/// Splits a byte stream into message bodies. Pure: it is fed bytes and yields frames; it does no I/O
+/// and knows nothing of JSON, so tests and the fuzzer drive it directly, in any chunking.
 ///
 /// A message over `maxMessageBytes` is never buffered whole. ndjson: it is skipped as it streams past,
 /// up to the next newline. lsp: a Content-Length over the limit is refused as soon as the header is
-/// read (cap and resync), and the reader skips to the next `Content-Length:`, so a bogus huge length
+/// read (cap and resync), and the framer skips to the next `Content-Length:`, so a bogus huge length
 /// cannot swallow the stream. After a malformed lsp header it also resynchronises at the next
 /// `Content-Length:`; a header followed directly by another header reports the first and keeps the second.
-public final class FrameReader {
-    private let descriptor: Int32
+public struct MessageFramer: Sendable {
     public let maxMessageBytes: Int
+    /// `auto` until the first non-blank byte has arrived.
     public private(set) var framing: Framing
     private var buffer: [UInt8] = []
     private var position = 0
     private var atEnd = false
     /// After a malformed lsp header: skip to the next "Content-Length:" before reading on.
     private var needsResync = false
-    private static let chunk = 1 << 16
+    /// ndjson: while an oversized line streams past, how many of its bytes were dropped so far.
+    private var droppingLine: Int?
+    /// ndjson: how far past `position` has been searched for a newline (relative: compaction moves bytes).
+    private var scanned = 0
     private static let maxHeaderBytes = 8192
 
-    public init(descriptor: Int32, framing: Framing, maxMessageBytes: Int) {
-        self.descriptor = descriptor
+    public init(framing: Framing, maxMessageBytes: Int) {
         self.framing = framing
         self.maxMessageBytes = maxMessageBytes
     }
 
-    /// The next frame; blocks on the descriptor.
-    public func next() -> Frame {
+    /// Adds bytes from the stream; returns the messages and framing errors they complete, in order.
+    public mutating func feed(_ bytes: some Collection<UInt8>) -> [Frame] {
+        precondition(!atEnd, "fed after finish()")
+        if position == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            position = 0
+        } else if position > 1 << 16 && position * 2 > buffer.count {
+            buffer.removeFirst(position)
+            position = 0
+        }
+        buffer.append(contentsOf: bytes)
+        return drain()
+    }
+
+    /// The stream has ended: returns what the last bytes complete (a final line without its newline,
+    /// a truncated message's error), then `.end`.
+    public mutating func finish() -> [Frame] {
+        if atEnd { return [.end] }
+        atEnd = true
+        return drain() + [.end]
+    }
+
+    private mutating func drain() -> [Frame] {
+        var frames: [Frame] = []
+        while let frame = nextFrame() { frames.append(frame) }
+        return frames
+    }
+
+    /// The next complete frame, or nil when more bytes are needed (or, at the end, none are left).
+    private mutating func nextFrame() -> Frame? {
         if framing == .auto {
-            guard let first = peekNonBlank() else { return .end }
+            guard let first = peekNonBlank() else { return nil }
             framing = (first == UInt8(ascii: "{") || first == UInt8(ascii: "[")) ? .ndjson : .lsp
         }
         return framing == .lsp ? nextLSP() : nextLine()
@@ -65,102 +96,70 @@ public final class FrameReader {
 
     private var available: Int { buffer.count - position }
 
-    /// Reads more bytes; false at end of stream.
-    @discardableResult
-    private func fill() -> Bool {
-        if atEnd { return false }
-        if position > 0 && position == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            position = 0
-        } else if position > Self.chunk * 4 {
-            buffer.removeFirst(position)
-            position = 0
+    private static func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
+
+    private mutating func peekNonBlank() -> UInt8? {
+        while position < buffer.count {
+            let byte = buffer[position]
+            if Self.isBlank(byte) { position += 1 } else { return byte }
         }
-        var chunk = [UInt8](repeating: 0, count: Self.chunk)
-        while true {
-            let count = read(descriptor, &chunk, chunk.count)
-            if count > 0 {
-                buffer.append(contentsOf: chunk[0..<count])
-                return true
-            }
-            if count < 0 && errno == EINTR { continue }
-            atEnd = true
-            return false
-        }
+        return nil
     }
 
-    private func peekNonBlank() -> UInt8? {
-        while true {
-            while position < buffer.count {
-                let byte = buffer[position]
-                if byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D { position += 1 } else { return byte }
-            }
-            if !fill() { return nil }
-        }
-    }
-
-    private func index(of byte: UInt8, from start: Int) -> Int? {
+    private func index(of byte: UInt8, from start: Int, before end: Int? = nil) -> Int? {
         var index = start
-        while index < buffer.count {
+        let end = min(end ?? buffer.count, buffer.count)
+        while index < end {
             if buffer[index] == byte { return index }
             index += 1
         }
         return nil
     }
 
-    /// Discards `count` bytes as they arrive; false if the stream ended first.
-    private func skip(_ count: Int) -> Bool {
-        var remaining = count
-        while remaining > 0 {
-            if available == 0 && !fill() { return false }
-            let take = min(remaining, available)
-            position += take
-            remaining -= take
-        }
-        return true
-    }
-
     // MARK: ndjson
 
-    private func nextLine() -> Frame {
-        // How far past `position` has been scanned; relative, because `fill` may move the buffer.
-        var scanned = 0
+    private mutating func nextLine() -> Frame? {
         while true {
+            if let dropped = droppingLine {
+                if let newline = index(of: 0x0A, from: position) {
+                    droppingLine = nil
+                    let total = dropped + newline - position
+                    position = newline + 1
+                    return .error(tooLarge(total))
+                }
+                droppingLine = dropped + available
+                position = buffer.count
+                guard atEnd else { return nil }
+                droppingLine = nil
+                return .error(tooLarge(dropped + available))
+            }
             if let newline = index(of: 0x0A, from: position + scanned) {
                 var line = Array(buffer[position..<newline])
                 position = newline + 1
+                scanned = 0
                 if line.last == 0x0D { line.removeLast() }
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
-                    // A blank line: skip it (in a loop, not by recursion: a client may send millions).
-                    scanned = 0
-                    continue
-                }
+                // A blank line: skip it (in a loop, not by recursion: a client may send millions).
+                if line.allSatisfy(Self.isBlank) { continue }
                 if line.count > maxMessageBytes { return .error(tooLarge(line.count)) }
                 return .message(line)
             }
-            if available > maxMessageBytes {
+            // One byte of slack for the "\r" of a "\r\n" that has not fully arrived.
+            if available > maxMessageBytes + 1 {
                 // Too long: drop it as it streams past, up to its newline.
-                var dropped = available
+                droppingLine = available
                 position = buffer.count
-                while true {
-                    guard fill() else { return .error(tooLarge(dropped)) }
-                    if let newline = index(of: 0x0A, from: position) {
-                        dropped += newline - position
-                        position = newline + 1
-                        return .error(tooLarge(dropped))
-                    }
-                    dropped += available
-                    position = buffer.count
-                }
+                scanned = 0
+                continue
             }
             scanned = available
-            if !fill() {
-                // The last line may lack its newline.
-                let rest = Array(buffer[position...])
-                position = buffer.count
-                if rest.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }) { return .end }
-                return .message(rest)
-            }
+            guard atEnd else { return nil }
+            // The last line may lack its newline.
+            let rest = Array(buffer[position...])
+            position = buffer.count
+            scanned = 0
+            if rest.allSatisfy(Self.isBlank) { return nil }
+            if rest.count > maxMessageBytes { return .error(tooLarge(rest.count)) }
+            return .message(rest)
         }
     }
 
@@ -170,43 +169,36 @@ public final class FrameReader {
 
     // MARK: lsp
 
-    private func nextLSP() -> Frame {
+    private mutating func nextLSP() -> Frame? {
         if needsResync {
+            guard skipToNextHeader() else { return nil }
             needsResync = false
-            skipToNextHeader()
         }
-        guard peekNonBlank() != nil else { return .end }
-        // Find the end of the header block (scanning relative to `position`: `fill` may move the buffer).
-        var scanned = 0
-        var headerEnd: (end: Int, next: Int)?
-        while headerEnd == nil {
-            var index = position + scanned
-            while index < buffer.count {
-                if buffer[index] == 0x0A {
-                    if index + 1 < buffer.count, buffer[index + 1] == 0x0A { headerEnd = (index, index + 2); break }
-                    if index + 2 < buffer.count, buffer[index + 1] == 0x0D, buffer[index + 2] == 0x0A {
-                        headerEnd = (index, index + 3)
-                        break
-                    }
-                }
-                index += 1
-            }
-            if headerEnd != nil { break }
-            if available > Self.maxHeaderBytes {
-                return resync(after: position, FramingError(kind: .badHeader, message: "no end of header within \(Self.maxHeaderBytes) bytes"))
-            }
-            scanned = max(0, available - 2)
-            if !fill() {
-                position = buffer.count
-                return .error(FramingError(kind: .truncated, message: "the stream ended inside a message header"))
-            }
-        }
-        // `position` has stayed at the header's start while `fill` may have moved the buffer.
+        guard peekNonBlank() != nil else { return nil }
+        // The end of the header block: a blank line, searched for within the header size limit only.
         let headerStart = position
-        if headerEnd!.end - headerStart > Self.maxHeaderBytes {
-            return resync(after: headerStart, FramingError(kind: .badHeader, message: "no end of header within \(Self.maxHeaderBytes) bytes"))
+        var headerEnd: (end: Int, next: Int)?
+        var index = headerStart
+        let searchEnd = min(buffer.count, headerStart + Self.maxHeaderBytes + 3)
+        while index < searchEnd {
+            if buffer[index] == 0x0A {
+                if index + 1 < buffer.count, buffer[index + 1] == 0x0A { headerEnd = (index, index + 2); break }
+                if index + 2 < buffer.count, buffer[index + 1] == 0x0D, buffer[index + 2] == 0x0A {
+                    headerEnd = (index, index + 3)
+                    break
+                }
+            }
+            index += 1
         }
-        let header = String(decoding: buffer[position..<headerEnd!.end], as: UTF8.self)
+        guard let headerEnd, headerEnd.end - headerStart <= Self.maxHeaderBytes else {
+            if headerEnd != nil || available > Self.maxHeaderBytes + 2 {
+                return resync(after: headerStart, FramingError(kind: .badHeader, message: "no end of header within \(Self.maxHeaderBytes) bytes"))
+            }
+            guard atEnd else { return nil }
+            position = buffer.count
+            return .error(FramingError(kind: .truncated, message: "the stream ended inside a message header"))
+        }
+        let header = String(decoding: buffer[headerStart..<headerEnd.end], as: UTF8.self)
         var length: Int?
         for line in header.split(whereSeparator: \.isNewline) {
             guard let colon = line.firstIndex(of: ":"), colon > line.startIndex,
@@ -223,48 +215,45 @@ public final class FrameReader {
             if name == "content-length" {
                 guard let parsed = Int(value), parsed >= 0, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
                     // The block had a Content-Length line: skip the whole block, not just into it.
-                    position = headerEnd!.next
+                    position = headerEnd.next
                     return resync(FramingError(kind: .badHeader, message: "invalid Content-Length \"\(value.prefix(40))\""))
                 }
                 if let length, length != parsed {
-                    position = headerEnd!.next
+                    position = headerEnd.next
                     return resync(FramingError(kind: .badHeader, message: "conflicting Content-Length headers (\(length) and \(parsed))"))
                 }
                 length = parsed
             }
         }
-        position = headerEnd!.next
+        let bodyStart = headerEnd.next
         guard let length else {
             return resync(after: headerStart, FramingError(kind: .badHeader, message: "header without Content-Length"))
         }
         if length > maxMessageBytes {
             // Cap and resync: a length over the limit is refused at once, without waiting for (or
             // trusting) that many bytes; whatever body follows is dropped up to the next header.
-            needsResync = true
-            return .error(FramingError(kind: .tooLarge, message: "Content-Length \(length) exceeds the limit of \(maxMessageBytes) bytes; "
-                                          + "the body is skipped up to the next Content-Length header"))
+            position = bodyStart
+            return resync(FramingError(kind: .tooLarge, message: "Content-Length \(length) exceeds the limit of \(maxMessageBytes) bytes; "
+                                           + "the body is skipped up to the next Content-Length header"))
         }
         // A header followed directly by another header: the body never came. Refuse it and keep the
         // next header, rather than reading the next message as this one's body.
         let needle = Self.contentLengthNeedle
+        let bodyAvailable = buffer.count - bodyStart
         if length >= needle.count {
-            while available < needle.count {
-                if !fill() { break }
-            }
-            if available >= needle.count, Self.matchesNeedle(buffer, at: position) {
+            if bodyAvailable < needle.count && !atEnd { return nil }
+            if bodyAvailable >= needle.count, Self.matchesNeedle(buffer, at: bodyStart) {
+                position = bodyStart
                 return .error(FramingError(kind: .badHeader, message: "a header of \(length) bytes was followed by another header instead of its body"))
             }
         }
-        while available < length {
-            if !fill() {
-                let got = available
-                position = buffer.count
-                return .error(FramingError(kind: .truncated, message: "the stream ended after \(got) of \(length) body bytes"))
-            }
+        guard bodyAvailable >= length else {
+            guard atEnd else { return nil }
+            position = buffer.count
+            return .error(FramingError(kind: .truncated, message: "the stream ended after \(bodyAvailable) of \(length) body bytes"))
         }
-        let body = Array(buffer[position..<(position + length)])
-        position += length
-        return .message(body)
+        position = bodyStart + length
+        return .message(Array(buffer[bodyStart..<position]))
     }
 
     /// RFC 9110 token characters, the only ones allowed in a header name.
@@ -285,38 +274,73 @@ public final class FrameReader {
         return true
     }
 
-    /// After a bad header block that began at `start`: report it now, and on the next read skip to the
-    /// next "Content-Length:" after that point.
-    private func resync(after start: Int, _ error: FramingError) -> Frame {
+    /// After a bad header block that began at `start`: report it now, and then skip to the next
+    /// "Content-Length:" after that point.
+    private mutating func resync(after start: Int, _ error: FramingError) -> Frame {
         position = start + 1
         return resync(error)
     }
 
-    /// After a bad header: report it now, and skip to the next "Content-Length:" on the next read.
-    private func resync(_ error: FramingError) -> Frame {
+    /// After a bad header: report it now, and skip to the next "Content-Length:" before reading on.
+    private mutating func resync(_ error: FramingError) -> Frame {
         needsResync = true
         return .error(error)
     }
 
-    /// Drops bytes up to the next "Content-Length:" (case-insensitive), or to the end of the stream.
-    private func skipToNextHeader() {
+    /// Drops bytes up to the next "Content-Length:" (case-insensitive); false while it has not arrived.
+    /// At the end of the stream it drops everything and returns true.
+    private mutating func skipToNextHeader() -> Bool {
         let needle = Self.contentLengthNeedle
-        while true {
-            var index = position
-            while index + needle.count <= buffer.count {
-                if Self.matchesNeedle(buffer, at: index) {
-                    position = index
-                    return
-                }
-                index += 1
+        var index = position
+        while index + needle.count <= buffer.count {
+            if Self.matchesNeedle(buffer, at: index) {
+                position = index
+                return true
             }
-            // Keep only a tail that could be the start of the needle.
-            position = max(position, buffer.count - needle.count)
-            if !fill() {
-                position = buffer.count
-                return
+            index += 1
+        }
+        if atEnd {
+            position = buffer.count
+            return true
+        }
+        // Keep only a tail that could be the start of the needle.
+        position = max(position, buffer.count - needle.count)
+        return false
+    }
+}
+
+/// Reads frames from a file descriptor (the daemon's stdin) through a `MessageFramer`.
+public final class FrameReader {
+    private let descriptor: Int32
+    private var framer: MessageFramer
+    private var pending: [Frame] = []
+    private var taken = 0
+    private var chunk = [UInt8](repeating: 0, count: 1 << 16)
+
+    public var framing: Framing { framer.framing }
+    public var maxMessageBytes: Int { framer.maxMessageBytes }
+
+    public init(descriptor: Int32, framing: Framing, maxMessageBytes: Int) {
+        self.descriptor = descriptor
+        self.framer = MessageFramer(framing: framing, maxMessageBytes: maxMessageBytes)
+    }
+
+    /// The next frame; blocks on the descriptor. `.end` once the stream has ended, and from then on.
+    public func next() -> Frame {
+        while taken == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            taken = 0
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                pending = framer.feed(chunk[0..<count])
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else {
+                pending = framer.finish()
             }
         }
+        defer { taken += 1 }
+        return pending[taken]
     }
 }
 

@@ -38,20 +38,55 @@ import JSONRPCTransport
 }
 
 @Suite struct FramingTests {
-    /// Feeds bytes through a pipe into a FrameReader.
+    /// Feeds the bytes to a MessageFramer whole; one byte at a time and in uneven chunks must give
+    /// the same frames (framing cannot depend on how reads happen to split the stream).
     func frames(_ bytes: [UInt8], framing: Framing, limit: Int = 64) -> [Frame] {
+        func run(_ chunks: [ArraySlice<UInt8>]) -> [Frame] {
+            var framer = MessageFramer(framing: framing, maxMessageBytes: limit)
+            var result: [Frame] = []
+            for chunk in chunks { result += framer.feed(chunk) }
+            return result + framer.finish()
+        }
+        let whole = run([bytes[...]])
+        let bytewise = run(bytes.indices.map { bytes[$0...$0] })
+        #expect(kinds(bytewise) == kinds(whole), "one byte at a time")
+        var uneven: [ArraySlice<UInt8>] = []
+        var start = 0
+        var size = 1
+        while start < bytes.count {
+            uneven.append(bytes[start..<min(bytes.count, start + size)])
+            start += size
+            size = size % 7 + 3
+        }
+        #expect(kinds(run(uneven)) == kinds(whole), "uneven chunks")
+        return whole
+    }
+
+    /// The daemon's reader: the same frames through a pipe as from the framer.
+    @Test func frameReaderReadsAPipeThroughTheFramer() {
+        let body = Array("{\"a\":1}".utf8)
+        let wire = Array("Content-Length: \(body.count)\r\n\r\n".utf8) + body + Array("Content-Length: x\r\n\r\n".utf8)
         var fds: [Int32] = [0, 0]
         pipe(&fds)
-        _ = bytes.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+        _ = wire.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
         close(fds[1])
         defer { close(fds[0]) }
-        let reader = FrameReader(descriptor: fds[0], framing: framing, maxMessageBytes: limit)
+        let reader = FrameReader(descriptor: fds[0], framing: .auto, maxMessageBytes: 64)
         var result: [Frame] = []
-        while true {
-            let frame = reader.next()
-            result.append(frame)
-            if frame == .end { return result }
-        }
+        while result.last != .end { result.append(reader.next()) }
+        #expect(kinds(result) == ["{\"a\":1}", "badHeader", "end"])
+        #expect(reader.framing == .lsp)
+        #expect(reader.next() == .end)
+    }
+
+    @Test func anOversizedNDJSONLineIsDroppedWithoutBufferingIt() {
+        var framer = MessageFramer(framing: .ndjson, maxMessageBytes: 100)
+        var result: [Frame] = []
+        for _ in 0..<1000 { result += framer.feed(Array(repeating: UInt8(ascii: "x"), count: 1000)) }
+        #expect(result.isEmpty)
+        result += framer.feed(Array("\n{}\n".utf8))
+        #expect(kinds(result) == ["tooLarge", "{}"])
+        if case .error(let error) = result[0] { #expect(error.message.contains("1000000 bytes")) }
     }
 
     @Test func ndjsonLinesBlankLinesAndAFinalLineWithoutNewline() {
