@@ -34,7 +34,7 @@ public final class AttentionTracker {
                 microBatch: Int = 128) throws(AttentionError)
     {
         if let problem = options.problem(modelLayers: model.layerCount) {
-            throw .invalidOptions("\(problem.setting.rawValue): \(problem.message)")
+            throw .invalidOption(problem.setting, problem.message)
         }
         self.model = model
         self.options = options
@@ -133,7 +133,8 @@ public final class AttentionTracker {
 
 /// Why an attention analysis could not run.
 public enum AttentionError: Error, Sendable, Equatable, CustomStringConvertible {
-    case invalidOptions(String)
+    /// A setting that cannot be used with this model, and why.
+    case invalidOption(AttentionAnalysisOptions.Setting, String)
     case tooLong(tokens: Int, capacity: Int)
     case emptyResponse
     case cancelled
@@ -141,7 +142,7 @@ public enum AttentionError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var description: String {
         switch self {
-        case .invalidOptions(let message): return message
+        case .invalidOption(let setting, let message): return "\(setting.rawValue): \(message)"
         case .tooLong(let tokens, let capacity):
             return "the text has \(tokens) tokens but the analysis context holds \(capacity)"
         case .emptyResponse: return "the text to analyse is empty"

@@ -62,7 +62,10 @@ extension Engine {
                                                                    answer: nil, timings: Timings()))
             case .tooLong(let tokens, let capacity): throw .promptTooLong(tokens: tokens, capacity: capacity)
             case .llama(let error): throw .llama(error)
-            case .invalidOptions, .emptyResponse: throw .invalidRequest(error.description)
+            case .invalidOption(let setting, let message): throw .invalidRequest(message, field: "options.\(setting.rawValue)")
+            case .emptyResponse:
+                let field = if case .solve = request.source { "result.text" } else { "text" }
+                throw .invalidRequest("the text to analyse has no tokens", field: field)
             }
         }
     }

@@ -17,8 +17,9 @@ public enum DecoderError: Error, Sendable, CustomStringConvertible {
     case cancelled(partial: SolveResult)
     /// The prompt alone does not fit the context.
     case promptTooLong(tokens: Int, capacity: Int)
-    /// A request field is unusable (an anchor not in the prompt, say).
-    case invalidRequest(String)
+    /// A request is unusable (an anchor not in the prompt, say); `field` is the one to blame, as its
+    /// path under the request's params (`options.anchors`), when there is one.
+    case invalidRequest(String, field: String? = nil)
     case llama(LlamaError)
 
     public var description: String {
@@ -26,7 +27,7 @@ public enum DecoderError: Error, Sendable, CustomStringConvertible {
         case .cancelled: return "cancelled"
         case .promptTooLong(let tokens, let capacity):
             return "the prompt has \(tokens) tokens but the context holds \(capacity)"
-        case .invalidRequest(let message): return message
+        case .invalidRequest(let message, let field): return field.map { "\($0): \(message)" } ?? message
         case .llama(let error): return error.description
         }
     }
@@ -228,7 +229,7 @@ public final class Engine: @unchecked Sendable {
             case .spa:
                 let (messages, prefix) = Prompts.conversation(strategy: .spa, question: request.question, task: request.task)
                 let anchors = request.anchors.isEmpty ? [request.question] : request.anchors
-                let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder)
+                let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder, field: "options.anchors")
                 run.skipMaskedAbove = request.steering.skipMaskedAbove
                 try run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
                                  omega: request.steering.spaOmega, modulation: request.steering.modulation,
@@ -248,7 +249,7 @@ public final class Engine: @unchecked Sendable {
                               question: request.messages.last(where: { $0.role == "user" })?.content ?? "")
         return try run.execute {
             let masked = request.anchors.isEmpty
-                ? nil : try run.mask(request.messages, anchors: request.anchors, placeholder: request.placeholder)
+                ? nil : try run.mask(request.messages, anchors: request.anchors, placeholder: request.placeholder, field: "anchors")
             try run.freeText(messages: request.messages, masked: masked, assistantPrefix: "", omega: request.omega,
                              modulation: request.modulation, maxTokens: request.maxTokens, task: nil)
         }
@@ -332,13 +333,16 @@ final class DecodingRun {
         if cancellation.isCancelled { throw StopDecoding.cancelled }
     }
 
-    func mask(_ messages: [ChatMessage], anchors: [String], placeholder: String) throws(DecoderError) -> [ChatMessage] {
+    /// The conversation with its anchors masked; `field` names the anchors in the request, for errors.
+    func mask(_ messages: [ChatMessage], anchors: [String], placeholder: String, field: String) throws(DecoderError)
+        -> [ChatMessage]
+    {
         do {
             return try MaskedPrompt.mask(messages, anchors: anchors, placeholder: placeholder)
         } catch {
             switch error {
-            case .emptyAnchor: throw .invalidRequest("anchors: an anchor is an empty string")
-            case .anchorNotFound(let anchor): throw .invalidRequest("anchors: \"\(anchor)\" does not occur in the prompt")
+            case .emptyAnchor: throw .invalidRequest("an anchor is an empty string", field: field)
+            case .anchorNotFound(let anchor): throw .invalidRequest("\"\(anchor)\" does not occur in the prompt", field: field)
             }
         }
     }

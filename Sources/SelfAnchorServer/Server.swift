@@ -441,8 +441,10 @@ public final class Server: MessageReceiver, @unchecked Sendable {
             return ResponseError(code: ErrorCode.promptTooLong,
                                  message: "the prompt needs \(tokens) tokens but the context holds \(capacity)",
                                  data: ["tokens": .int(tokens), "contextSize": .int(capacity)])
-        case .invalidRequest(let message):
-            return ResponseError(code: ErrorCode.invalidParams, message: "params.options.\(message)")
+        case .invalidRequest(let message, let field?):
+            return ParamsReader.invalid("params.\(field)", message)
+        case .invalidRequest(let message, nil):
+            return ResponseError(code: ErrorCode.invalidParams, message: message)
         case .llama(let error):
             return ResponseError(code: ErrorCode.internalError, message: error.description)
         }

@@ -394,11 +394,11 @@ def test_bad_solve_params(framing, params, field, pattern):
     ({"messages": [{"role": "robot", "content": "hi"}]}, "params.messages[0].role", r'must be "system", "user" or "assistant"'),
     ({"messages": [{"role": "user", "content": "hi", "name": "x"}]}, "params.messages[0].name", r"unknown field"),
     ({"messages": ["hi"]}, "params.messages[0]", r"expected an object, got string"),
-    ({"prompt": "Say hi.", "anchors": ["absent"]}, "params.options.anchors", r'"absent" does not occur in the prompt'),
+    ({"prompt": "Say hi.", "anchors": ["absent"]}, "params.anchors", r'"absent" does not occur in the prompt'),
 ], ids=["no-messages", "both", "bad-role", "unknown-message-field", "message-string", "anchor-absent"])
 def test_bad_generate_params(framing, params, field, pattern):
     expect_error(framing, message({"jsonrpc": "2.0", "id": 8, "method": "generate", "params": params}), -32602,
-                 rf"^{re.escape(field)}: .*{pattern}", 8, field if field != "params.options.anchors" else None)
+                 rf"^{re.escape(field)}: .*{pattern}", 8, field)
 
 
 @BOTH
