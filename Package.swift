@@ -59,18 +59,24 @@ let package = Package(
         .target(name: "JSONRPC", dependencies: ["JSON"]),
         // Frames bytes: LSP Content-Length headers or newline-delimited messages (no JSON).
         .target(name: "JSONRPCTransport"),
+        // One client's connection: bytes in (framed, parsed, decoded, errors answered), messages out
+        // through a bounded queue and its own writer.
+        .target(
+            name: "JSONRPCConnection",
+            dependencies: ["JSON", "JSONRPC", "JSONRPCTransport", .product(name: "DequeModule", package: "swift-collections")]
+        ),
         // The selfanchor protocol's wire shapes: every method's params, results and events (no I/O, no
         // decoder types).
         .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON"]),
         // Between the wire shapes and the decoder's types, in both directions (one mapping of each).
         .target(name: "WireMapping", dependencies: ["SelfAnchorProtocol", "SelfAnchor", "AttentionAnalysis", "Llama"]),
         // The daemon's dispatcher: lifecycle, admission queue, request threads, cancellation (messages out
-        // through a closure: no reading or writing of its own).
+        // through a closure: no reading or writing of its own); InProcessClient drives it through a Connection.
         .target(
             name: "SelfAnchorServer",
             dependencies: [
-                "SelfAnchorProtocol", "WireMapping", "JSONRPC", "JSON", "SelfAnchor", "Llama", "AttentionAnalysis",
-                .product(name: "Logging", package: "swift-log"),
+                "SelfAnchorProtocol", "WireMapping", "JSONRPC", "JSONRPCConnection", "JSONRPCTransport", "JSON", "SelfAnchor",
+                "Llama", "AttentionAnalysis", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // `serve --mcp`: the Model Context Protocol, translated to and from the daemon's dispatcher.
@@ -81,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "selfanchor",
             dependencies: [
-                "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "SelfAnchorServer", "Evaluation",
+                "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "JSONRPCConnection", "SelfAnchorServer", "Evaluation",
                 "SelfAnchorProtocol", "AttentionAnalysis", "SelfAnchorMCP", "WireMapping",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,6 +99,6 @@ let package = Package(
         .testTarget(name: "AttentionAnalysisTests", dependencies: ["AttentionAnalysis", "Llama"]),
         .testTarget(name: "SelfAnchorTests", dependencies: ["SelfAnchor", "Llama", "JSON"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SelfAnchor", "Llama", "JSON"]),
-        .testTarget(name: "ServerTests", dependencies: ["SelfAnchorServer", "JSONRPC", "JSONRPCTransport", "JSON"]),
+        .testTarget(name: "ServerTests", dependencies: ["SelfAnchorServer", "JSONRPC", "JSONRPCTransport", "JSONRPCConnection", "JSON"]),
     ]
 )

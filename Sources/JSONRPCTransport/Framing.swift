@@ -144,7 +144,7 @@ public struct MessageFramer: Sendable {
                 return .message(line)
             }
             // One byte of slack for the "\r" of a "\r\n" that has not fully arrived.
-            if available > maxMessageBytes + 1 {
+            if available - 1 > maxMessageBytes {
                 // Too long: drop it as it streams past, up to its newline.
                 droppingLine = available
                 position = buffer.count

@@ -74,12 +74,27 @@ public enum AnswerExtractor {
 
     // MARK: Pieces
 
+    /// The extractor's patterns, compiled once. `Regex` is not Sendable, but these are only ever matched
+    /// against, never mutated, from any thread: the one unchecked site of the extractor.
+    private struct Patterns {
+        let answerMarker = try! Regex(#"(?i)answer\s*:"#)
+        let answerIsMarker = try! Regex(#"(?i)answer\s+is\b"#)
+        let numberPattern = try! Regex(
+            #"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\.\d+"#)
+        let letterPattern = try! Regex(#"(?:^|[^A-Za-z])\(?([A-E])\)?(?![A-Za-z])"#)
+        let explicitChoicePattern = try! Regex(
+            #"(?i:answer|option|choice)\s*(?:is|:)?\s*\(?([A-E])\)?(?![A-Za-z])"#)
+        let yesNoPattern = try! Regex(#"(?i)\b(yes|no|true|false)\b"#)
+        let negationPattern = try! Regex(
+            #"(?i)\b(not|no|never|cannot|can't|isn't|aren't|wasn't|weren't|doesn't|don't|didn't|won't|wouldn't|couldn't|shouldn't|unlikely|impossible|neither|nor)\b|n't\b"#)
+    }
+
+    nonisolated(unsafe) private static let patterns = Patterns()
+
     /// The text after the last "Answer:" (any case, optional markdown bold), nil when there is none.
-    nonisolated(unsafe) private static let answerMarker = try! Regex(#"(?i)answer\s*:"#)
-    nonisolated(unsafe) private static let answerIsMarker = try! Regex(#"(?i)answer\s+is\b"#)
 
     static func textAfterLastAnswerMarker(_ text: String) -> String? {
-        guard let match = text.matches(of: answerMarker).last ?? text.matches(of: answerIsMarker).last else {
+        guard let match = text.matches(of: patterns.answerMarker).last ?? text.matches(of: patterns.answerIsMarker).last else {
             return nil
         }
         var tail = text[match.range.upperBound...]
@@ -87,13 +102,11 @@ public enum AnswerExtractor {
         return String(tail)
     }
 
-    nonisolated(unsafe) private static let numberPattern = try! Regex(
-        #"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\.\d+"#)
 
     /// The last number in the text, in canonical form: separators and currency gone, fractions and
     /// decimals evaluated, integral values without a fraction part.
     static func lastNumber(in text: String) -> String? {
-        let matches = text.matches(of: numberPattern)
+        let matches = text.matches(of: patterns.numberPattern)
         guard let last = matches.last else { return nil }
         let raw = String(text[last.range])
         guard let value = numericValue(raw) else { return nil }
@@ -118,25 +131,21 @@ public enum AnswerExtractor {
         return text
     }
 
-    nonisolated(unsafe) private static let letterPattern = try! Regex(#"(?:^|[^A-Za-z])\(?([A-E])\)?(?![A-Za-z])"#)
-    nonisolated(unsafe) private static let explicitChoicePattern = try! Regex(
-        #"(?i:answer|option|choice)\s*(?:is|:)?\s*\(?([A-E])\)?(?![A-Za-z])"#)
 
     static func firstChoiceLetter(in text: String) -> String? {
-        guard let match = text.firstMatch(of: letterPattern), let letter = match.output[1].substring else { return nil }
+        guard let match = text.firstMatch(of: patterns.letterPattern), let letter = match.output[1].substring else { return nil }
         return String(letter)
     }
 
     static func lastExplicitChoice(in text: String) -> String? {
-        guard let match = text.matches(of: explicitChoicePattern).last,
+        guard let match = text.matches(of: patterns.explicitChoicePattern).last,
               let letter = match.output[1].substring else { return nil }
         return String(letter)
     }
 
-    nonisolated(unsafe) private static let yesNoPattern = try! Regex(#"(?i)\b(yes|no|true|false)\b"#)
 
     static func yesNo(in text: String, first: Bool) -> String? {
-        let matches = text.matches(of: yesNoPattern)
+        let matches = text.matches(of: patterns.yesNoPattern)
         guard let match = first ? matches.first : matches.last, let word = match.output[1].substring else { return nil }
         switch word.lowercased() {
         case "yes", "true": return "yes"
@@ -157,14 +166,12 @@ public enum AnswerExtractor {
     static let conclusionMarkers = ["therefore", "thus", "so ", "so,", "hence", "in conclusion", "in summary", "overall",
                                     "in short", "the answer is", "this means", "yes", "no,", "no "]
 
-    nonisolated(unsafe) private static let negationPattern = try! Regex(
-        #"(?i)\b(not|no|never|cannot|can't|isn't|aren't|wasn't|weren't|doesn't|don't|didn't|won't|wouldn't|couldn't|shouldn't|unlikely|impossible|neither|nor)\b|n't\b"#)
 
     /// A plain-language verdict read as yes or no: a sentence with a negation ("it is not bad to have
     /// lactic acid", "he could not have") is a no, one without is a yes. Nil for text without a letter.
     static func verdict(of sentence: String) -> String? {
         guard sentence.contains(where: \.isLetter) else { return nil }
-        return sentence.contains(negationPattern) ? "no" : "yes"
+        return sentence.contains(patterns.negationPattern) ? "no" : "yes"
     }
 
     /// The content of the last `\boxed{…}` (or `\fbox{…}`), braces balanced.

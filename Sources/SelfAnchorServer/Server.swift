@@ -77,8 +77,8 @@ public final class Server: MessageReceiver, @unchecked Sendable {
         var served = 0
     }
     private let state = Mutex(State())
-    /// Set once, from the reading thread, by `initialize`.
-    nonisolated(unsafe) private var processWatch: DispatchSourceTimer?
+    /// Set once, by `initialize`; held so that the timer keeps firing.
+    private let processWatch = Mutex<DispatchSourceTimer?>(nil)
 
     public init(options: ServerOptions, output: @escaping @Sendable (Message) -> Void,
                 exit: @escaping @Sendable (Int32) -> Void)
@@ -258,16 +258,18 @@ public final class Server: MessageReceiver, @unchecked Sendable {
 
     /// Exits when the process that started us is gone (LSP's processId).
     private func watchParent(_ pid: pid_t) {
-        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
-        timer.schedule(deadline: .now() + 1, repeating: 1)
-        timer.setEventHandler { [logger, exitHandler] in
-            if kill(pid, 0) != 0 && errno == ESRCH {
-                logger.warning("parent process \(pid) is gone; exiting")
-                exitHandler(1)
+        processWatch.withLock { [logger, exitHandler] watch in
+            let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
+            timer.schedule(deadline: .now() + 1, repeating: 1)
+            timer.setEventHandler {
+                if kill(pid, 0) != 0 && errno == ESRCH {
+                    logger.warning("parent process \(pid) is gone; exiting")
+                    exitHandler(1)
+                }
             }
+            timer.resume()
+            watch = timer
         }
-        timer.resume()
-        processWatch = timer
     }
 
     // MARK: Queue

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Synchronization
 import Llama
 import SelfAnchor
 
@@ -172,11 +173,11 @@ struct BenchCommand: ParsableCommand {
         request.maxTokens = 4
         let clock = ContinuousClock()
         let start = clock.now
-        nonisolated(unsafe) var first: Duration?
+        let first = Mutex<Duration?>(nil)
         _ = try engine.solve(request) { event in
-            if first == nil, case .delta = event { first = clock.now - start }
+            if case .delta = event { first.withLock { $0 = $0 ?? clock.now - start } }
         }
-        let elapsed = first ?? (clock.now - start)
+        let elapsed = first.withLock { $0 } ?? (clock.now - start)
         return elapsed.milliseconds
     }
 

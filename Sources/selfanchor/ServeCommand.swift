@@ -1,6 +1,7 @@
 import ArgumentParser
 import JSON
 import JSONRPC
+import JSONRPCConnection
 import JSONRPCTransport
 import Logging
 import SelfAnchorMCP
@@ -98,29 +99,30 @@ struct ServeCommand: ParsableCommand {
 
         // MCP's stdio transport is newline-delimited JSON.
         let framing: Framing = mcp ? .ndjson : self.framing
-        let writer = FrameWriter(descriptor: protocolDescriptor, framing: framing == .auto ? .lsp : framing)
         let exit = Exit()
         let logger = Logger(label: "selfanchor.serve")
-        let output: @Sendable (Message) -> Void = { message in
-            if !writer.write(message.jsonValue.serializedBytes()) {
-                // The client closed our stdout: nobody can read the answers, so stop decoding for nobody.
-                // Not on this thread: it may be a request's thread, which must go on to see the cancellation.
-                DispatchQueue.global().async {
-                    exit.now(1, because: "writing to stdout failed: the client closed the protocol stream; cancelling what is in flight and exiting", logger: logger)
-                }
+        let connection = Connection(framing: framing, maxMessageBytes: maxMessageBytes,
+                                    sink: Connection.descriptorSink(protocolDescriptor), onBroken: {
+            // The client closed our stdout: nobody can read the answers, so stop decoding for nobody.
+            // Not on the writer's thread, which must go on.
+            DispatchQueue.global().async {
+                exit.now(1, because: "writing to stdout failed: the client closed the protocol stream; cancelling what is in flight and exiting", logger: logger)
             }
-        }
+        })
+        exit.connection = connection
+        let output: @Sendable (Message) -> Void = { connection.send($0) }
         let leave: @Sendable (Int32) -> Void = { code in exit.now(code, because: nil, logger: logger) }
         let bridge = mcp ? MCPBridge(options: options, output: output, exit: leave) : nil
         let server = bridge?.server ?? Server(options: options, output: output, exit: leave)
         exit.server = server
         server.start()
-        let reader = FrameReader(descriptor: 0, framing: framing, maxMessageBytes: maxMessageBytes)
         let receiver: any MessageReceiver
         if let bridge { receiver = bridge } else { receiver = server }
-        StdioConnection.run(reader: reader, writer: writer, server: receiver)
+        connection.start(receiver: receiver)
+        connection.run(reading: 0)
         server.drain()
         bridge?.close()
+        connection.flush()
         throw ExitCode.success
     }
 }
@@ -133,12 +135,14 @@ import Synchronization
 
 /// Ends the daemon once, from whichever thread asks first: cancels what is in flight, gives the
 /// running requests a moment to stop at their next decode step (so llama.cpp is not torn down mid-decode),
-/// then leaves with `_exit` (every message already went out through unbuffered writes).
+/// writes what is still queued for the client, then leaves with `_exit`.
 final class Exit: @unchecked Sendable {
     private let started = Atomic<Bool>(false)
     /// Set once, before any input is read. Weak: the server's output closure holds this object, and a
     /// cycle would keep the server (and the model) alive past the end of `run`.
     weak var server: Server?
+    /// Set once, before any input is read: what is queued for the client goes out before the exit.
+    var connection: Connection?
 
     func now(_ code: Int32, because reason: String?, logger: Logger) {
         guard started.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
@@ -152,38 +156,9 @@ final class Exit: @unchecked Sendable {
             }
             if drained.wait(timeout: .now() + 5) == .timedOut { logger.warning("the engine did not stop within 5 s; exiting anyway") }
         }
-        _exit(code)
-    }
-}
-
-/// Reads frames from stdin and hands decoded messages to the receiver; answers what cannot be decoded.
-enum StdioConnection {
-    static func run(reader: FrameReader, writer: FrameWriter, server: any MessageReceiver) {
-        while true {
-            let frame = reader.next()
-            writer.setFraming(reader.framing)
-            switch frame {
-            case .end:
-                return
-            case .error(let error):
-                let code = error.kind == .tooLarge ? ErrorCode.messageTooLarge : ErrorCode.parseError
-                server.receiveInvalid(ResponseError(code: code, message: error.message), id: nil)
-            case .message(let bytes):
-                let value: JSONValue
-                do {
-                    value = try JSONValue.parse(bytes)
-                } catch {
-                    server.receiveInvalid(ResponseError(code: ErrorCode.parseError, message: "parse error: \(error.description)",
-                                                        data: ["line": .int(error.line), "column": .int(error.column),
-                                                               "position": .int(error.position)]), id: nil)
-                    continue
-                }
-                switch Message.decode(value) {
-                case .success(let message): server.receive(message)
-                case .failure(let failure):
-                    server.receiveInvalid(ResponseError(code: ErrorCode.invalidRequest, message: failure.message), id: failure.id)
-                }
-            }
+        if let connection, !connection.flush(timeout: .seconds(5)) {
+            logger.warning("the client did not read its last \(connection.queuedBytes) bytes within 5 s; exiting anyway")
         }
+        _exit(code)
     }
 }

@@ -102,6 +102,7 @@ struct SolveCommand: ParsableCommand {
 
 /// Ctrl-C cancels the running solve (the partial output is kept); a second Ctrl-C exits at once.
 enum InterruptHandler {
+    /// Read by the signal handler, where no lock may be taken; set before the handler is installed.
     nonisolated(unsafe) static var flag: CancellationFlag?
 
     static func install(_ flag: CancellationFlag) {
