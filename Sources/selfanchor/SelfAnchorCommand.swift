@@ -9,4 +9,9 @@ struct SelfAnchorCommand: ParsableCommand {
         subcommands: [SolveCommand.self, ServeCommand.self, EvalCommand.self, AnalyzeCommand.self, BenchCommand.self, ModelsCommand.self],
         defaultSubcommand: nil
     )
+
+    static func main() {
+        WaitPolicy.applyDefault()
+        main(nil)
+    }
 }
