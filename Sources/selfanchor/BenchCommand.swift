@@ -3,6 +3,10 @@ import Synchronization
 import Llama
 import SelfAnchor
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `selfanchor bench`: speed ratios measured side by side in one run on one model.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -90,7 +94,34 @@ struct BenchCommand: ParsableCommand {
             + "(\(format(warmMs / coldMs))x)\n")
 
         try benchConcurrency(model: model, options: options)
+        try benchBeside(engine)
         try benchLoading(path: model.path)
+    }
+
+    /// The default Self-Anchor solve alone, then with another decoding process on the same cores (this
+    /// binary's raw decode loop, in the same environment, so under the same OpenMP wait policy).
+    func benchBeside(_ engine: Engine) throws {
+        guard let (_, solve) = decoders().first(where: { $0.0.hasPrefix("self-anchor (adaptive") }) else { return }
+        func seconds() throws -> Double {
+            let timings = try solve(engine)
+            return (timings.promptMs + timings.predictedMs) / 1000
+        }
+        var alone: [Double] = []
+        for _ in 0..<repeats { alone.append(try seconds()) }
+        var arguments = ["bench", "--raw-only", "--repeats", "100000", "--model", modelOptions.model,
+                         "--threads", String(modelOptions.threads)]
+        if noRepack { arguments.append("--no-repack") }
+        guard let neighbour = Neighbour(arguments) else {
+            Terminal.write("beside another decoding process:      could not start one\n")
+            return
+        }
+        defer { neighbour.stop() }
+        usleep(4_000_000)  // its model load, then it decodes until stopped
+        var beside: [Double] = []
+        for _ in 0..<repeats { beside.append(try seconds()) }
+        let policy = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].compactMap { name in getenv(name).map { name + "=" + String(cString: $0) } }
+        Terminal.write("beside another decoding process:      self-anchor \(format(median(beside))) s vs \(format(median(alone))) s alone "
+            + "(\(format(median(beside) / median(alone)))x the time; \(policy.isEmpty ? "libgomp's default wait" : policy.joined(separator: " ")))\n")
     }
 
     /// Aggregate tokens/s of `concurrent` solves decoding together (one engine, continuous batching)
@@ -140,6 +171,30 @@ struct BenchCommand: ParsableCommand {
             Terminal.write("\(concurrent) at once, \(name):".padding(38)
                 + "\(format(all)) tok/s aggregate vs \(format(one)) one after another (\(format(all / one))x; "
                 + "\(format(median(batching))) requests per decode)\n")
+        }
+    }
+
+    /// Another `selfanchor` process, its output discarded, stopped with SIGKILL.
+    struct Neighbour {
+        let pid: pid_t
+
+        init?(_ arguments: [String]) {
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            let argv = (["selfanchor"] + arguments).map { strdup($0) } + [nil]
+            defer { argv.forEach { free($0) } }
+            var pid: pid_t = 0
+            guard posix_spawn(&pid, "/proc/self/exe", &actions, nil, argv, environ) == 0 else { return nil }
+            self.pid = pid
+        }
+
+        func stop() {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
         }
     }
 
