@@ -56,7 +56,7 @@ public enum DatasetLoader {
         let id = object["id"]?.stringValue ?? object["id"]?.integerValue.map(String.init)
             ?? object["qid"]?.stringValue ?? object["unique_id"]?.stringValue ?? "line-\(line)"
         // Multiple choice, in its layouts.
-        if let choices = choiceList(object) {
+        if var choices = choiceList(object) {
             let stem = object["question"]?["stem"]?.stringValue ?? object["question"]?.stringValue
                 ?? object["query"]?.stringValue.map(stripQuery)
             guard let stem else { throw DatasetError(description: "\(path):\(line): a choice item without a question") }
@@ -64,9 +64,17 @@ public enum DatasetLoader {
             if reference == nil, let gold = object["gold"]?.integerValue, gold >= 0, Int(gold) < choices.count {
                 reference = choices[Int(gold)].label
             }
-            guard let reference else { throw DatasetError(description: "\(path):\(line): a choice item without an answer key") }
+            guard var reference else { throw DatasetError(description: "\(path):\(line): a choice item without an answer key") }
+            reference = reference.trimmingCharacters(" ")
+            let letters = ["A", "B", "C", "D", "E", "F", "G", "H"]
+            if !choices.allSatisfy({ letters.contains($0.label) }) {
+                // ARC labels some items' options 1–4: ask with letters, as the prompts and extraction expect.
+                let index = choices.firstIndex { $0.label == reference }
+                choices = choices.enumerated().map { (letters[$0.offset % letters.count], $0.element.text) }
+                if let index { reference = letters[index % letters.count] }
+            }
             let options = choices.map { "\($0.label). \($0.text)" }.joined(separator: "\n")
-            return EvalItem(id: id, question: "\(stem)\nOptions:\n\(options)", reference: reference.trimmingCharacters(" "), task: .choice)
+            return EvalItem(id: id, question: "\(stem)\nOptions:\n\(options)", reference: reference, task: .choice)
         }
         // MATH.
         if let problem = object["problem"]?.stringValue {

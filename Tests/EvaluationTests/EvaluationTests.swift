@@ -34,6 +34,17 @@ func temporaryFile(_ lines: [String]) throws -> String {
         #expect(arc[0].reference == "B")
     }
 
+    /// ARC labels some items' options 1–4 (8 of the 200 in arc-easy-dev): they are asked with letters.
+    @Test func numberedOptionsAreAskedWithLetters() throws {
+        let items = try DatasetLoader.load(path: try temporaryFile([
+            #"{"id": "n1", "question": "Plants and frogs both", "choices": {"1": "obtain energy", "2": "escape", "3": "sleep"}, "answer": "3"}"#,
+            #"{"id": "n2", "question": {"stem": "Pick", "choices": [{"label": "1", "text": "x"}, {"label": "2", "text": "y"}]}, "answerKey": "2"}"#,
+        ]), task: nil)
+        #expect(items[0].question.hasSuffix("Options:\nA. obtain energy\nB. escape\nC. sleep"))
+        #expect(items[0].reference == "C")
+        #expect(items[1].question.hasSuffix("A. x\nB. y") && items[1].reference == "B")
+    }
+
     @Test func gsm8kMathStrategyQAAndMultipleChoiceLayouts() throws {
         let path = try temporaryFile([
             #"{"question": "Janet has 3 apples and buys 4.", "answer": "She has 3 + 4 = <<3+4=7>>7.\n#### 1,007"}"#,
