@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
-import Synchronization
 
 /// How messages are delimited on the byte stream.
 public enum Framing: String, Sendable, CaseIterable {
@@ -306,83 +302,6 @@ public struct MessageFramer: Sendable {
         // Keep only a tail that could be the start of the needle.
         position = max(position, buffer.count - needle.count)
         return false
-    }
-}
-
-/// Reads frames from a file descriptor (the daemon's stdin) through a `MessageFramer`.
-public final class FrameReader {
-    private let descriptor: Int32
-    private var framer: MessageFramer
-    private var pending: [Frame] = []
-    private var taken = 0
-    private var chunk = [UInt8](repeating: 0, count: 1 << 16)
-
-    public var framing: Framing { framer.framing }
-    public var maxMessageBytes: Int { framer.maxMessageBytes }
-
-    public init(descriptor: Int32, framing: Framing, maxMessageBytes: Int) {
-        self.descriptor = descriptor
-        self.framer = MessageFramer(framing: framing, maxMessageBytes: maxMessageBytes)
-    }
-
-    /// The next frame; blocks on the descriptor. `.end` once the stream has ended, and from then on.
-    public func next() -> Frame {
-        while taken == pending.count {
-            pending.removeAll(keepingCapacity: true)
-            taken = 0
-            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count > 0 {
-                pending = framer.feed(chunk[0..<count])
-            } else if count < 0 && errno == EINTR {
-                continue
-            } else {
-                pending = framer.finish()
-            }
-        }
-        defer { taken += 1 }
-        return pending[taken]
-    }
-}
-
-/// Writes message bodies with the framing the client uses. Thread-safe: one message at a time.
-public final class FrameWriter: Sendable {
-    private let descriptor: Int32
-    private let state: Mutex<(framing: Framing, broken: Bool)>
-
-    public init(descriptor: Int32, framing: Framing) {
-        self.descriptor = descriptor
-        self.state = Mutex((framing, false))
-    }
-
-    /// Sets the framing once the reader has detected it.
-    public func setFraming(_ framing: Framing) {
-        state.withLock { $0.framing = framing }
-    }
-
-    /// Writes one message; false once the peer has gone (EPIPE and the like).
-    @discardableResult
-    public func write(_ body: [UInt8]) -> Bool {
-        state.withLock { state in
-            guard !state.broken else { return false }
-            var bytes: [UInt8]
-            if state.framing == .ndjson {
-                bytes = body
-                bytes.append(0x0A)
-            } else {
-                bytes = Array("Content-Length: \(body.count)\r\n\r\n".utf8) + body
-            }
-            var offset = 0
-            while offset < bytes.count {
-                let written = bytes[offset...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    state.broken = true
-                    return false
-                }
-                offset += written
-            }
-            return true
-        }
     }
 }
 

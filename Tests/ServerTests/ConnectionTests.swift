@@ -6,6 +6,10 @@ import JSONRPCTransport
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Collects what a connection hands over.
 private final class Collector: MessageReceiver {
     let received = Mutex<[Message]>([])
@@ -125,5 +129,22 @@ private func note(_ n: Int) -> Message { .notification(method: "note", params: [
         connection.send(note(3))
         #expect(connection.flush())
         #expect(written.withLock { $0 } == Array(#"{"jsonrpc":"2.0","method":"note","params":{"n":3}}"#.utf8) + [0x0A])
+    }
+
+    /// The daemon's stdin: a pipe read to its end, messages split across reads, through the framer.
+    @Test func runReadsADescriptorToItsEnd() {
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"a"}"#
+        let wire = Array("Content-Length: \(body.utf8.count)\r\n\r\n\(body)Content-Length: x\r\n\r\n".utf8)
+        _ = wire.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+        close(fds[1])
+        defer { close(fds[0]) }
+        let collector = Collector()
+        let connection = Connection(framing: .auto, maxMessageBytes: 1024, sink: { _ in true })
+        connection.start(receiver: collector)
+        connection.run(reading: fds[0])
+        #expect(collector.received.withLock { $0 } == [.request(id: .integer(1), method: "a", params: nil)])
+        #expect(collector.invalid.withLock { $0.map(\.code) } == [ErrorCode.parseError])
     }
 }

@@ -62,23 +62,6 @@ import JSONRPCTransport
         return whole
     }
 
-    /// The daemon's reader: the same frames through a pipe as from the framer.
-    @Test func frameReaderReadsAPipeThroughTheFramer() {
-        let body = Array("{\"a\":1}".utf8)
-        let wire = Array("Content-Length: \(body.count)\r\n\r\n".utf8) + body + Array("Content-Length: x\r\n\r\n".utf8)
-        var fds: [Int32] = [0, 0]
-        pipe(&fds)
-        _ = wire.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
-        close(fds[1])
-        defer { close(fds[0]) }
-        let reader = FrameReader(descriptor: fds[0], framing: .auto, maxMessageBytes: 64)
-        var result: [Frame] = []
-        while result.last != .end { result.append(reader.next()) }
-        #expect(kinds(result) == ["{\"a\":1}", "badHeader", "end"])
-        #expect(reader.framing == .lsp)
-        #expect(reader.next() == .end)
-    }
-
     @Test func anOversizedNDJSONLineIsDroppedWithoutBufferingIt() {
         var framer = MessageFramer(framing: .ndjson, maxMessageBytes: 100)
         var result: [Frame] = []
