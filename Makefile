@@ -9,6 +9,9 @@ QUESTION ?= Janet's ducks lay 16 eggs per day. She eats three for breakfast ever
 BIN := .build/release/selfanchor
 # Passed to the shell through the environment, so that "$2" in the question stays "$2".
 export QUESTION
+# The test bundle decodes in-process (no selfanchor re-exec there): give its OpenMP workers the same short
+# spin the binary uses, so tests beside other work (an eval, a second make) do not starve each other.
+export GOMP_SPINCOUNT ?= 10000
 
 .PHONY: install uninstall run test test-protocol test-clients test-tools test-asan test-tsan fuzz soak bench setup setup-test deps llama models models-test build build-debug clean help
 
