@@ -66,7 +66,7 @@ public enum DatasetLoader {
             }
             guard var reference else { throw DatasetError(description: "\(path):\(line): a choice item without an answer key") }
             reference = reference.trimmingCharacters(" ")
-            let letters = ["A", "B", "C", "D", "E", "F", "G", "H"]
+            let letters = optionLetters
             if !choices.allSatisfy({ letters.contains($0.label) }) {
                 // ARC labels some items' options 1–4: ask with letters, as the prompts and extraction expect.
                 let index = choices.firstIndex { $0.label == reference }
@@ -111,12 +111,15 @@ public enum DatasetLoader {
         }
     }
 
+    /// The labels options are asked with, in order.
+    static let optionLetters = ["A", "B", "C", "D", "E", "F", "G", "H"]
+
     /// The options of a multiple-choice item, labelled.
     static func choiceList(_ object: JSONObject) -> [(label: String, text: String)]? {
-        let letters = ["A", "B", "C", "D", "E", "F", "G", "H"]
+        let letters = optionLetters
         if let list = object["question"]?["choices"]?.arrayValue {  // ARC / CommonsenseQA original
             return list.enumerated().compactMap { index, choice in
-                choice["text"]?.stringValue.map { (choice["label"]?.stringValue ?? letters[index % 8], $0) }
+                choice["text"]?.stringValue.map { (choice["label"]?.stringValue ?? letters[index % letters.count], $0) }
             }
         }
         switch object["choices"] {
@@ -129,7 +132,7 @@ public enum DatasetLoader {
             }
             return choices.compactMap { label, text in text.stringValue.map { (label, $0) } }  // flat
         case .array(let texts)?:  // OLMo
-            return texts.enumerated().compactMap { index, text in text.stringValue.map { (letters[index % 8], $0) } }
+            return texts.enumerated().compactMap { index, text in text.stringValue.map { (letters[index % letters.count], $0) } }
         default:
             return nil
         }

@@ -48,10 +48,7 @@ extension SolveRequest {
         if let value = options.modulation { steering.modulation = value }
         if let value = options.referenceConfidence { steering.referenceConfidence = value }
         if let value = options.maxGain { steering.maximumGain = value }
-        if let value = options.temperature { sampling.temperature = Float(value) }
-        if let value = options.topP { sampling.topP = Float(value) }
-        if let value = options.topK { sampling.topK = Int32(value) }
-        if let value = options.seed { sampling.seed = UInt32(value) }
+        sampling.set(temperature: options.temperature, topP: options.topP, topK: options.topK, seed: options.seed)
         if let value = options.maxTokens { maxTokens = value }
         if let value = options.maxSteps { maxSteps = value }
         if let value = options.anchors { anchors = value }
@@ -63,15 +60,22 @@ extension SolveRequest {
     }
 }
 
+extension SamplingOptions {
+    /// Sets the sampling settings a request gives (solve's `options`, generate's params); the rest keep theirs.
+    mutating func set(temperature: Double?, topP: Double?, topK: Int?, seed: Int?) {
+        if let temperature { self.temperature = Float(temperature) }
+        if let topP { self.topP = Float(topP) }
+        if let topK { self.topK = Int32(topK) }
+        if let seed { self.seed = UInt32(seed) }
+    }
+}
+
 extension GenerateRequest {
     public init(_ params: GenerateParams) {
         self.init(messages: params.messages.map { ChatMessage(role: $0.role, content: $0.content) }, anchors: params.anchors)
         if let value = params.omega { omega = value }
         if let value = params.modulation { modulation = value }
-        if let value = params.temperature { sampling.temperature = Float(value) }
-        if let value = params.topP { sampling.topP = Float(value) }
-        if let value = params.topK { sampling.topK = Int32(value) }
-        if let value = params.seed { sampling.seed = UInt32(value) }
+        sampling.set(temperature: params.temperature, topP: params.topP, topK: params.topK, seed: params.seed)
         if let value = params.maxTokens { maxTokens = value }
         if let value = params.placeholder { placeholder = value }
     }
