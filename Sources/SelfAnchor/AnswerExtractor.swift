@@ -27,15 +27,25 @@ public enum TaskType: String, Sendable, CaseIterable {
 /// Reads the final answer out of generated text, per task type, and compares answers.
 public enum AnswerExtractor {
     /// The extracted answer in canonical form ("18", "0.75", "B", "yes", "\frac{1}{2}"), or nil.
-    public static func extract(_ text: String, task: TaskType) -> String? {
+    ///
+    /// `question`: for `choice`, the question with its options (`A. text` lines, as `eval` and the
+    /// prompts write them), so that an answer naming an option's text instead of its letter
+    /// ("Answer: the Sun") is read as that option's letter.
+    public static func extract(_ text: String, task: TaskType, question: String? = nil) -> String? {
         let tail = textAfterLastAnswerMarker(text)
         switch task {
         case .number:
             if let tail, let number = lastNumber(in: tail) { return number }
             return lastNumber(in: text)
         case .choice:
-            if let tail, let letter = firstChoiceLetter(in: tail) { return letter }
-            return lastExplicitChoice(in: text)
+            let options = question.map(choiceOptions(in:)) ?? []
+            if let tail {
+                if let letter = firstChoiceLetter(in: tail) { return letter }
+                let answerLine = tail.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? tail
+                if let letter = optionNamed(in: answerLine, options: options) { return letter }
+            }
+            if let letter = lastExplicitChoice(in: text) { return letter }
+            return conclusion(of: text).flatMap { optionNamed(in: $0, options: options) }
         case .yesno:
             if let tail, let word = yesNo(in: tail, first: true) ?? verdict(of: tail) { return word }
             return conclusion(of: text).flatMap { yesNo(in: $0, first: true) ?? verdict(of: $0) } ?? yesNo(in: text, first: false)
@@ -84,6 +94,7 @@ public enum AnswerExtractor {
         let letterPattern = try! Regex(#"(?:^|[^A-Za-z])\(?([A-E])\)?(?![A-Za-z])"#)
         let explicitChoicePattern = try! Regex(
             #"(?i:answer|option|choice)\s*(?:is|:)?\s*\(?([A-E])\)?(?![A-Za-z])"#)
+        let optionLine = try! Regex(#"\s*\(?([A-H])[.):]\s+(.+)"#)
         let yesNoPattern = try! Regex(#"(?i)\b(yes|no|true|false)\b"#)
         let negationPattern = try! Regex(
             #"(?i)\b(not|no|never|cannot|can't|isn't|aren't|wasn't|weren't|doesn't|don't|didn't|won't|wouldn't|couldn't|shouldn't|unlikely|impossible|neither|nor)\b|n't\b"#)
@@ -135,6 +146,33 @@ public enum AnswerExtractor {
     static func firstChoiceLetter(in text: String) -> String? {
         guard let match = text.firstMatch(of: patterns.letterPattern), let letter = match.output[1].substring else { return nil }
         return String(letter)
+    }
+
+    /// The options of a multiple-choice question: its `A. text` (or `A) text`) lines, in order.
+    static func choiceOptions(in question: String) -> [(letter: String, text: String)] {
+        question.split(separator: "\n").compactMap { line in
+            guard let match = line.wholeMatch(of: patterns.optionLine), let letter = match.output[1].substring,
+                  let text = match.output[2].substring else { return nil }
+            let normalized = normalizedWords(String(text))
+            return normalized.isEmpty ? nil : (String(letter), normalized)
+        }
+    }
+
+    /// The letter of the one option whose text the answer names ("Answer: a mirror." → B). When several
+    /// options' texts occur, the most specific one wins if the others are part of it ("water vapor" over
+    /// "water"); otherwise, or when none occurs, nil.
+    static func optionNamed(in answer: String, options: [(letter: String, text: String)]) -> String? {
+        guard !options.isEmpty else { return nil }
+        let words = " " + normalizedWords(answer) + " "
+        let named = options.filter { words.contains(" " + $0.text + " ") }
+        let specific = named.filter { option in !named.contains { $0.text != option.text && $0.text.contains(option.text) } }
+        let letters = Set(specific.map(\.letter))
+        return letters.count == 1 ? letters.first : nil
+    }
+
+    /// Lower-case words and digits separated by single spaces: punctuation and case do not decide a match.
+    static func normalizedWords(_ text: String) -> String {
+        text.lowercased().split(whereSeparator: { !$0.isLetter && !$0.isNumber }).joined(separator: " ")
     }
 
     static func lastExplicitChoice(in text: String) -> String? {

@@ -553,7 +553,7 @@ final class DecodingRun {
         }
         if let task {
             let answerText = AnswerExtractor.textAfterLastAnswerMarker(result.text)?.trimmingSpaces ?? ""
-            let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: task), task: task)
+            let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: task, question: result.question), task: task)
             result.answer = answer
             emit(.answer(answer))
         }

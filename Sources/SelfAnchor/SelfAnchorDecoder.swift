@@ -275,7 +275,7 @@ extension DecodingRun {
         }
 
         let answerText = AnswerExtractor.textAfterLastAnswerMarker(result.text)?.trimmingSpaces ?? ""
-        let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: request.task),
+        let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: request.task, question: request.question),
                                   task: request.task)
         result.answer = answer
         emit(.answer(answer))

@@ -46,6 +46,25 @@ import Testing
         #expect(AnswerExtractor.extract(text, task: .choice) == expected)
     }
 
+    static let sunQuestion = "Which of these gives off its own light?\nOptions:\nA. the Moon\nB. a mirror\nC. the Sun\nD. water vapor\nE. water"
+
+    @Test(arguments: [
+        ("Answer: the Sun.", "C"), ("Answer: The sun", "C"), ("Reasoning.\nAnswer: water vapor\nMore text about the Moon", "D"),
+        ("Answer: Water!", "E"), ("The Moon reflects light. Therefore, the Sun gives off its own light.", "C"),
+        // A letter still wins over option text, as before.
+        ("Answer: (B) the Sun", "B"),
+    ])
+    func choiceByOptionText(text: String, expected: String) {
+        #expect(AnswerExtractor.extract(text, task: .choice, question: Self.sunQuestion) == expected)
+    }
+
+    @Test func choiceNamingTwoOptionsOrNoneIsNil() {
+        #expect(AnswerExtractor.extract("Answer: the Sun or the Moon", task: .choice, question: Self.sunQuestion) == nil)
+        #expect(AnswerExtractor.extract("Answer: a star", task: .choice, question: Self.sunQuestion) == nil)
+        // Without the question's options, option text cannot be read.
+        #expect(AnswerExtractor.extract("Answer: the Sun.", task: .choice) == nil)
+    }
+
     @Test func choiceWithoutLetterIsNil() {
         #expect(AnswerExtractor.extract("A cat sat on the mat.", task: .choice) == nil)
     }
