@@ -159,13 +159,15 @@ public enum AnswerExtractor {
     }
 
     /// The letter of the one option whose text the answer names ("Answer: a mirror." → B). When several
-    /// options' texts occur, the most specific one wins if the others are part of it ("water vapor" over
-    /// "water"); otherwise, or when none occurs, nil.
+    /// options' texts occur, the most specific one wins if the others are part of it, word for word
+    /// ("water vapor" over "water", but not "concatenate" over "cat"); otherwise, or when none occurs, nil.
     static func optionNamed(in answer: String, options: [(letter: String, text: String)]) -> String? {
         guard !options.isEmpty else { return nil }
-        let words = " " + normalizedWords(answer) + " "
-        let named = options.filter { words.contains(" " + $0.text + " ") }
-        let specific = named.filter { option in !named.contains { $0.text != option.text && $0.text.contains(option.text) } }
+        /// Whether `part`'s words occur, as whole words, in `whole` (both normalized).
+        func hasWords(_ whole: String, _ part: String) -> Bool { (" " + whole + " ").contains(" " + part + " ") }
+        let words = normalizedWords(answer)
+        let named = options.filter { hasWords(words, $0.text) }
+        let specific = named.filter { option in !named.contains { $0.text != option.text && hasWords($0.text, option.text) } }
         let letters = Set(specific.map(\.letter))
         return letters.count == 1 ? letters.first : nil
     }

@@ -551,12 +551,17 @@ final class DecodingRun {
             }
             if !(try advance(maskedSequence: maskedSequence, maskedTokens: maskedSequence == nil ? [] : maskedPrompt + generated)) { break }
         }
-        if let task {
-            let answerText = AnswerExtractor.textAfterLastAnswerMarker(result.text)?.trimmingSpaces ?? ""
-            let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: task, question: result.question), task: task)
-            result.answer = answer
-            emit(.answer(answer))
-        }
+        if let task { recordAnswer(task: task) }
+    }
+
+    /// Reads the final answer out of the transcript (the question's options help on `choice`), stores it
+    /// in the result and reports it: the last thing every strategy with a task does.
+    func recordAnswer(task: TaskType) {
+        let answerText = AnswerExtractor.textAfterLastAnswerMarker(result.text)?.trimmingSpaces ?? ""
+        let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: task, question: result.question),
+                                  task: task)
+        result.answer = answer
+        emit(.answer(answer))
     }
 
     /// Decodes the newest tokens of the real context and of the given masked context in one batch

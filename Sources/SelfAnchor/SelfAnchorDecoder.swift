@@ -274,11 +274,7 @@ extension DecodingRun {
             }
         }
 
-        let answerText = AnswerExtractor.textAfterLastAnswerMarker(result.text)?.trimmingSpaces ?? ""
-        let answer = AnswerRecord(text: answerText, extracted: AnswerExtractor.extract(result.text, task: request.task, question: request.question),
-                                  task: request.task)
-        result.answer = answer
-        emit(.answer(answer))
+        recordAnswer(task: request.task)
     }
 
     /// What a line beginning with this token is (see `StepParser.lineStart`).

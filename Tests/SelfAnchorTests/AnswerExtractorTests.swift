@@ -58,6 +58,13 @@ import Testing
         #expect(AnswerExtractor.extract(text, task: .choice, question: Self.sunQuestion) == expected)
     }
 
+    @Test func optionInsideAnotherOptionsWordIsNotPartOfIt() {
+        // "cat" is inside "concatenate" as letters, not as a word: naming both is ambiguous.
+        let question = "Pick one.\nOptions:\nA. cat\nB. concatenate"
+        #expect(AnswerExtractor.extract("Answer: cat, not concatenate", task: .choice, question: question) == nil)
+        #expect(AnswerExtractor.extract("Answer: concatenate", task: .choice, question: question) == "B")
+    }
+
     @Test func choiceNamingTwoOptionsOrNoneIsNil() {
         #expect(AnswerExtractor.extract("Answer: the Sun or the Moon", task: .choice, question: Self.sunQuestion) == nil)
         #expect(AnswerExtractor.extract("Answer: a star", task: .choice, question: Self.sunQuestion) == nil)
