@@ -96,25 +96,21 @@ public final class ComputeThread: @unchecked Sendable {
     /// Runs `body` on the compute thread and returns its result.
     public func run<T>(_ body: @escaping () -> T) -> T {
         if let thread, pthread_equal(pthread_self(), thread) != 0 { return body() }
-        let slot = ResultSlot<T>()
+        // The job and the waiting caller share these two under `lock`.
+        var result: T?
+        var done = false
         lock.withLock {
             jobs.append { [lock] in
                 let value = body()
                 lock.withLock {
-                    slot.result = value
-                    slot.done = true
+                    result = value
+                    done = true
                     lock.broadcast()
                 }
             }
             lock.broadcast()
-            while !slot.done { lock.wait() }
+            while !done { lock.wait() }
         }
-        return slot.result!
+        return result!
     }
-}
-
-/// Where the compute thread leaves a job's result for the thread waiting on it.
-private final class ResultSlot<T>: @unchecked Sendable {
-    var result: T?
-    var done = false
 }

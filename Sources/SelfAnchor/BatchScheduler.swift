@@ -44,7 +44,7 @@ final class BatchScheduler: @unchecked Sendable {
     }
 
     /// What the runs share, under `lock`.
-    private final class State: @unchecked Sendable {
+    private final class State {
         let lock = ConditionLock()
         var participants = 0
         var pending: [Submission] = []
@@ -140,7 +140,7 @@ final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Turns submissions into `llama_decode` calls (one round at a time: the leader holds `busy`).
-    private final class Decoder: @unchecked Sendable {
+    private final class Decoder {
         let context: LlamaContext
         let batch: LlamaBatch
         var smallRoundLimit = 3

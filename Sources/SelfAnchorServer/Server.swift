@@ -54,13 +54,22 @@ public final class Server: MessageReceiver, @unchecked Sendable {
     private let started = ContinuousClock.now
 
     /// A request in the queue or running.
-    final class Job: @unchecked Sendable {
+    /// Its flags change under `state`'s lock (and are atomics, so the job can travel to its thread).
+    final class Job: Sendable {
         let id: RequestID
         let method: String
         let flag = CancellationFlag()
         let enqueued = ContinuousClock.now
-        var running = false
-        var answered = false
+        private let runningFlag = Atomic<Bool>(false)
+        private let answeredFlag = Atomic<Bool>(false)
+        var running: Bool {
+            get { runningFlag.load(ordering: .relaxed) }
+            set { runningFlag.store(newValue, ordering: .relaxed) }
+        }
+        var answered: Bool {
+            get { answeredFlag.load(ordering: .relaxed) }
+            set { answeredFlag.store(newValue, ordering: .relaxed) }
+        }
         init(id: RequestID, method: String) {
             self.id = id
             self.method = method

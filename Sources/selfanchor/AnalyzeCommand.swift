@@ -203,8 +203,7 @@ struct AnalyzeCommand: ParsableCommand {
         if let problem = analysisOptions.problem(modelLayers: engine.model.layerCount) {
             throw CommandFailure("\(Self.flag(problem.setting)): \(problem.message)")
         }
-        let flag = CancellationFlag()
-        InterruptHandler.install(flag)
+        let flag = InterruptHandler.install()
         var lines: [String] = []
         for (number, (id, request)) in requests.enumerated() {
             let report: AttentionReportData

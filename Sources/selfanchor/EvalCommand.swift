@@ -118,8 +118,7 @@ struct EvalRunCommand: ParsableCommand {
         if let shard { items = items.filter { shard.contains($0.id) } }
         if items.isEmpty, let shard { Terminal.error("shard \(shard) has none of the \(itemCount) items\n") }
         let engine = try modelOptions.makeEngine(parallel: parallel)
-        let flag = CancellationFlag()
-        InterruptHandler.install(flag)
+        let flag = InterruptHandler.install()
         let runner = EvalRunner(engine: engine, items: items, columns: columns, directory: out)
         let info = EvalRunInfo(data: data, model: engine.model.description, columns: columns.map { ($0.name, $0.definition) },
                                shard: shard, itemCount: itemCount)

@@ -109,12 +109,11 @@ struct ServeCommand: ParsableCommand {
                 exit.now(1, because: "writing to stdout failed: the client closed the protocol stream; cancelling what is in flight and exiting", logger: logger)
             }
         })
-        exit.connection = connection
         let output: @Sendable (Message) -> Void = { connection.send($0) }
         let leave: @Sendable (Int32) -> Void = { code in exit.now(code, because: nil, logger: logger) }
         let bridge = mcp ? MCPBridge(options: options, output: output, exit: leave) : nil
         let server = bridge?.server ?? Server(options: options, output: output, exit: leave)
-        exit.server = server
+        exit.attach(server: server, connection: connection)
         server.start()
         let receiver: any MessageReceiver
         if let bridge { receiver = bridge } else { receiver = server }
@@ -136,17 +135,26 @@ import Synchronization
 /// Ends the daemon once, from whichever thread asks first: cancels what is in flight, gives the
 /// running requests a moment to stop at their next decode step (so llama.cpp is not torn down mid-decode),
 /// writes what is still queued for the client, then leaves with `_exit`.
-final class Exit: @unchecked Sendable {
+final class Exit: Sendable {
+    /// What the exit stops and flushes, set once before any input is read. The server is held weakly:
+    /// its output closure holds this object, and a cycle would keep the server (and the model) alive
+    /// past the end of `run`.
+    private struct Targets {
+        weak var server: Server?
+        var connection: Connection?
+    }
+
     private let started = Atomic<Bool>(false)
-    /// Set once, before any input is read. Weak: the server's output closure holds this object, and a
-    /// cycle would keep the server (and the model) alive past the end of `run`.
-    weak var server: Server?
-    /// Set once, before any input is read: what is queued for the client goes out before the exit.
-    var connection: Connection?
+    private let targets = Mutex(Targets())
+
+    func attach(server: Server, connection: Connection) {
+        targets.withLock { $0 = Targets(server: server, connection: connection) }
+    }
 
     func now(_ code: Int32, because reason: String?, logger: Logger) {
         guard started.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
         if let reason { logger.error("\(reason)") }
+        let (server, connection) = targets.withLock { ($0.server, $0.connection) }
         if let server {
             server.cancelAll()
             let drained = DispatchSemaphore(value: 0)

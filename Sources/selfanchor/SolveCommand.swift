@@ -80,8 +80,7 @@ struct SolveCommand: ParsableCommand {
         guard !questionText.isEmpty else { throw CommandFailure("the question is empty") }
 
         let engine = try modelOptions.makeEngine()
-        let flag = CancellationFlag()
-        InterruptHandler.install(flag)
+        let flag = InterruptHandler.install()
         var renderer = EventRenderer(json: json)
         do {
             let result = try engine.solve(makeRequest(question: questionText), cancellation: flag) { event in
@@ -100,16 +99,19 @@ struct SolveCommand: ParsableCommand {
 }
 
 
-/// Ctrl-C cancels the running solve (the partial output is kept); a second Ctrl-C exits at once.
+/// Ctrl-C cancels the running command (the partial output is kept); a second Ctrl-C exits at once.
+/// One flag per process: a command runs one job, and the signal handler may take no lock, so it reads
+/// a constant.
 enum InterruptHandler {
-    /// Read by the signal handler, where no lock may be taken; set before the handler is installed.
-    nonisolated(unsafe) static var flag: CancellationFlag?
+    /// The command's cancellation, set by Ctrl-C.
+    static let flag = CancellationFlag()
 
-    static func install(_ flag: CancellationFlag) {
-        Self.flag = flag
+    /// Installs the handler and returns the flag it sets.
+    static func install() -> CancellationFlag {
         signal(SIGINT) { _ in
-            if let flag = InterruptHandler.flag, !flag.isCancelled { flag.cancel() } else { _exit(130) }
+            if !InterruptHandler.flag.isCancelled { InterruptHandler.flag.cancel() } else { _exit(130) }
         }
+        return flag
     }
 }
 

@@ -41,6 +41,8 @@ import Testing
         ("Answer: B", "B"), ("Answer: (C) refrigerator", "C"), ("Answer: D.", "D"),
         ("The answer is (A).", "A"), ("Reasoning...\nAnswer: E) none", "E"),
         ("I think option C is right.", "C"),
+        // eval writes up to eight options, A–H.
+        ("Answer: G", "G"), ("The answer is (H).", "H"), ("Reasoning...\nAnswer: F) none", "F"),
     ])
     func choice(text: String, expected: String) {
         #expect(AnswerExtractor.extract(text, task: .choice) == expected)
