@@ -65,6 +65,8 @@ extension DecodingRun {
         let placeholderTokens = try model.tokenize(" " + request.placeholder)
         let reserve = max(1, min(32, request.maxTokens / 4))
         var previousConfidence: Double?
+        /// The current step goes on to a new line, and nothing of that line is written yet.
+        var stepLineStarting = false
         /// The content of each plan (indices into `generated`), by plan number.
         var planContent: [Int: Range<Int>] = [:]
         let attentionMode = request.strategy == .attentionAnchor
@@ -109,6 +111,7 @@ extension DecodingRun {
             }
         }
         func begin(_ phase: Phase) throws -> Segment {
+            stepLineStarting = false
             switch (phase, planning) {
             case (.plan(let k), .interleaved): try insertHeader("Plan \(k):")
             case (.plan(1), .upfront): try insertHeader("Plan:\n1.")
@@ -206,6 +209,19 @@ extension DecodingRun {
                 segment = try begin(.answer)
                 continue
             }
+            if stepLineStarting {
+                stepLineStarting = false
+                // The line-end decision said the step goes on, but the step, steered differently, starts
+                // the answer: it is the answer line (kept inside the step, an "Answer:" line would be
+                // followed by the decoder's own, and the answer read from the second).
+                if lineStart(token) == .answer {
+                    end(&segment)
+                    segment = try begin(.answer)
+                    continue
+                }
+                segment.text += "\n"
+                if case .step(let k) = segment.phase { emit(.delta(section: .reason, index: k, text: "\n")) }
+            }
             generated.append(token)
             result.timings.predictedN += 1
             segment.probabilities.append(probability)
@@ -259,8 +275,8 @@ extension DecodingRun {
                 }
                 switch next.kind {
                 case .continuation, .item:
-                    segment.text += "\n"
-                    emit(.delta(section: .reason, index: k, text: "\n"))
+                    // The line break joins the step once its next line has begun (below).
+                    stepLineStarting = true
                 case .answer:
                     end(&segment)
                     segment = try begin(.answer)

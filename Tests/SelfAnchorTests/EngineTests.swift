@@ -301,6 +301,38 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
         }
     }
 
+    /// A question on which the test model, after its first step, goes on to a new line of that step
+    /// and starts it with "Answer:" (found on gsm8k-dev item 3, interleaved): that line is the answer.
+    @Test func anAnswerStartedInsideAStepEndsTheSolve() throws {
+        nonisolated(unsafe) var events: [DecoderEvent] = []
+        let question = "James decides to run 3 sprints 3 times a week.  He runs 60 meters each sprint.  "
+            + "How many total meters does he run a week?"  // (the item's double spaces)
+        let result = try solve({
+            $0.question = question
+            $0.planning = .interleaved
+            $0.maxTokens = 300
+            $0.maxSteps = 6
+        }) { events.append($0) }
+        let lines = result.text.split(separator: "\n").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+        let answerLines = lines.filter { StepParser.header(of: $0)?.header == .answer }
+        #expect(answerLines.count == 1, "one answer line: \(result.text)")
+        #expect(lines.last.map { StepParser.header(of: $0)?.header == .answer } == true, "the answer is the last line: \(result.text)")
+        for step in result.steps {
+            let text = step.reason?.text ?? ""
+            #expect(!text.split(separator: "\n").contains { StepParser.header(of: $0)?.header == .answer }, "step: \(text)")
+        }
+        // What was streamed for each step is the step's text: no line break that was not written.
+        for step in result.steps {
+            guard let reason = step.reason else { continue }
+            let deltas = events.compactMap { event -> String? in
+                if case .delta(.reason, reason.index, let text) = event { return text }
+                return nil
+            }.joined()
+            #expect(deltas.trimmingSpaces == reason.text)
+        }
+        #expect(result.answer?.extracted != nil)
+    }
+
     @Test func upfrontStepsAreSteeredTowardTheirPlanItem() throws {
         // With ω = 1 on plans and a strong ω on steps, the steps differ from unsteered ones, and the
         // masked context decoded more than the prompt (plan k replaced by the placeholder).
