@@ -1,4 +1,5 @@
 import ArgumentParser
+import JSON
 import Synchronization
 import Llama
 import SelfAnchor
@@ -31,9 +32,37 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Requests in flight for the concurrency measurement.")
     var concurrent: Int = 4
 
+    @Flag(name: .long, help: "Print one JSON object with every row's numbers instead of the text rows.")
+    var json = false
+
     @OptionGroup var modelOptions: ModelOptions
 
+    /// The rows measured so far: printed as text at once, or kept for the one JSON object at the end.
+    final class Output {
+        let json: Bool
+        private(set) var object: JSONObject = [:]
+        init(json: Bool) { self.json = json }
+
+        /// One text row, and its numbers under `key` (arrays grow by one element per row).
+        func row(_ text: String, key: String, values: JSONObject, appending: Bool = false) {
+            if !json { Terminal.write(text + "\n") }
+            if appending {
+                object[key] = .array((object[key]?.arrayValue ?? []) + [.object(values)])
+            } else {
+                object[key] = .object(values)
+            }
+        }
+
+        func finish() {
+            if json { Terminal.write(JSONValue.object(object).serialized() + "\n") }
+        }
+    }
+
+    /// The row of the configuration a plain `solve` uses is marked with this.
+    static let defaultMarker = "  ← default"
+
     func run() throws {
+        let output = Output(json: json)
         LlamaBackend.initialise(logLevel: .error)
         let model = try LlamaModel(path: ModelCatalog.path(for: modelOptions.model), repackWeights: !noRepack)
         var options = Engine.defaultContextOptions
@@ -54,16 +83,27 @@ struct BenchCommand: ParsableCommand {
         }
         let raw = samples.mapValues(median)
         let single = raw[1] ?? 0
-        Terminal.write("model: \(model.description), threads: \(options.effectiveThreads), \(tokens) tokens, median of \(repeats)\n")
-        Terminal.write("raw decode, 1 sequence:                 \(format(single)) tok/s per sequence\n")
+        output.row("model: \(model.description), threads: \(options.effectiveThreads), \(tokens) tokens, median of \(repeats)",
+                   key: "setup", values: ["model": .string(model.description), "threads": .int(Int(options.effectiveThreads)),
+                                          "tokens": .int(tokens), "repeats": .int(repeats)])
+        output.row("raw decode, 1 sequence:                 \(format(single)) tok/s per sequence",
+                   key: "rawSingle", values: ["tokensPerSecond": .double(single)])
         let separate = raw[-2] ?? 0
-        Terminal.write("raw decode, 2 sequences one per decode: \(format(separate)) tok/s per sequence (\(format(separate / single))x)\n")
+        output.row("raw decode, 2 sequences one per decode: \(format(separate)) tok/s per sequence (\(format(separate / single))x)",
+                   key: "rawSeparate", values: ["sequences": .int(2), "tokensPerSecond": .double(separate), "ratio": .double(separate / single)])
         for sequences in [2, 3, 4, 8] {
             let rate = raw[sequences] ?? 0
-            Terminal.write("raw decode, \(sequences) sequences in one batch:   \(format(rate)) tok/s per sequence (\(format(rate / single))x), "
-                + "\(format(rate * Double(sequences) / single))x aggregate\n")
+            output.row("raw decode, \(sequences) sequences in one batch:   \(format(rate)) tok/s per sequence (\(format(rate / single))x), "
+                + "\(format(rate * Double(sequences) / single))x aggregate",
+                       key: "rawBatched", values: ["sequences": .int(sequences), "tokensPerSecond": .double(rate),
+                                                   "ratio": .double(rate / single),
+                                                   "aggregateRatio": .double(rate * Double(sequences) / single)],
+                       appending: true)
         }
-        if rawOnly { return }
+        if rawOnly {
+            output.finish()
+            return
+        }
 
         // The decoders, on the same question with the same budget, alternating so drift hits all alike.
         let engine = try Engine(model: model, options: options)
@@ -77,7 +117,11 @@ struct BenchCommand: ParsableCommand {
         let plain = median(rates["plain greedy"] ?? [0])
         for (name, _) in decoders() {
             let rate = median(rates[name] ?? [0])
-            Terminal.write(name.padding(38) + "\(format(rate)) tok/s (\(format(rate / plain))x plain)\n")
+            let isDefault = name == Self.defaultSelfAnchor
+            output.row(name.padding(38) + "\(format(rate)) tok/s (\(format(rate / plain))x plain)" + (isDefault ? Self.defaultMarker : ""),
+                       key: "decoders", values: ["name": .string(name), "tokensPerSecond": .double(rate),
+                                                 "ratioToPlain": .double(rate / plain), "default": .bool(isDefault)],
+                       appending: true)
         }
 
         // The prompt cache: time from the request to its first generated text, with the shared prefix
@@ -90,18 +134,20 @@ struct BenchCommand: ParsableCommand {
             warm.append(try firstTextLatency(engine))
         }
         let (coldMs, warmMs) = (median(cold), median(warm))
-        Terminal.write("prompt cache, first text (self-anchor): cold \(format(coldMs)) ms, warm \(format(warmMs)) ms "
-            + "(\(format(warmMs / coldMs))x)\n")
+        output.row("prompt cache, first text (self-anchor): cold \(format(coldMs)) ms, warm \(format(warmMs)) ms "
+            + "(\(format(warmMs / coldMs))x)",
+                   key: "promptCache", values: ["coldMs": .double(coldMs), "warmMs": .double(warmMs), "ratio": .double(warmMs / coldMs)])
 
-        try benchConcurrency(model: model, options: options)
-        try benchBeside(engine)
-        try benchLoading(path: model.path)
+        try benchConcurrency(model: model, options: options, output: output)
+        try benchBeside(engine, output: output)
+        try benchLoading(path: model.path, output: output)
+        output.finish()
     }
 
     /// The default Self-Anchor solve alone, then with another decoding process on the same cores (this
     /// binary's raw decode loop, in the same environment, so under the same OpenMP wait policy).
-    func benchBeside(_ engine: Engine) throws {
-        guard let (_, solve) = decoders().first(where: { $0.0.hasPrefix("self-anchor (adaptive") }) else { return }
+    func benchBeside(_ engine: Engine, output: Output) throws {
+        guard let (_, solve) = decoders().first(where: { $0.0 == Self.defaultSelfAnchor }) else { return }
         func seconds() throws -> Double {
             let timings = try solve(engine)
             return (timings.promptMs + timings.predictedMs) / 1000
@@ -112,7 +158,7 @@ struct BenchCommand: ParsableCommand {
                          "--threads", String(modelOptions.threads)]
         if noRepack { arguments.append("--no-repack") }
         guard let neighbour = Neighbour(arguments) else {
-            Terminal.write("beside another decoding process:      could not start one\n")
+            output.row("beside another decoding process:      could not start one", key: "beside", values: ["started": .bool(false)])
             return
         }
         defer { neighbour.stop() }
@@ -120,13 +166,17 @@ struct BenchCommand: ParsableCommand {
         var beside: [Double] = []
         for _ in 0..<repeats { beside.append(try seconds()) }
         let policy = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].compactMap { name in getenv(name).map { name + "=" + String(cString: $0) } }
-        Terminal.write("beside another decoding process:      self-anchor \(format(median(beside))) s vs \(format(median(alone))) s alone "
-            + "(\(format(median(beside) / median(alone)))x the time; \(policy.isEmpty ? "libgomp's default wait" : policy.joined(separator: " ")))\n")
+        let waitPolicy = policy.isEmpty ? "libgomp's default wait" : policy.joined(separator: " ")
+        output.row("beside another decoding process:      self-anchor \(format(median(beside))) s vs \(format(median(alone))) s alone "
+            + "(\(format(median(beside) / median(alone)))x the time; \(waitPolicy))",
+                   key: "beside", values: ["started": .bool(true), "besideSeconds": .double(median(beside)),
+                                           "aloneSeconds": .double(median(alone)), "ratio": .double(median(beside) / median(alone)),
+                                           "waitPolicy": .string(waitPolicy)])
     }
 
     /// Aggregate tokens/s of `concurrent` solves decoding together (one engine, continuous batching)
     /// against the same solves one after another on the same engine.
-    func benchConcurrency(model: LlamaModel, options: ContextOptions) throws {
+    func benchConcurrency(model: LlamaModel, options: ContextOptions, output: Output) throws {
         let engine = try Engine(model: model, options: options, parallel: concurrent)
         let questions = (0..<concurrent).map { Self.concurrentQuestions[$0 % Self.concurrentQuestions.count] }
         let kinds: [(String, Strategy, Double?)] = [
@@ -168,9 +218,15 @@ struct BenchCommand: ParsableCommand {
                 batching.append(Double(engine.batchedSubmissions - before.1) / Double(max(1, engine.batchedDecodes - before.0)))
             }
             let (one, all) = (median(serial), median(together))
-            Terminal.write("\(concurrent) at once, \(name):".padding(38)
+            let isDefault = skipMaskedAbove == SteeringOptions.defaultSkipMaskedAbove && strategy == .selfAnchor
+            output.row("\(concurrent) at once, \(name):".padding(38)
                 + "\(format(all)) tok/s aggregate vs \(format(one)) one after another (\(format(all / one))x; "
-                + "\(format(median(batching))) requests per decode)\n")
+                + "\(format(median(batching))) requests per decode)" + (isDefault ? Self.defaultMarker : ""),
+                       key: "concurrency", values: ["name": .string(name), "requests": .int(concurrent),
+                                                    "aggregateTokensPerSecond": .double(all), "serialTokensPerSecond": .double(one),
+                                                    "ratio": .double(all / one), "requestsPerDecode": .double(median(batching)),
+                                                    "default": .bool(isDefault)],
+                       appending: true)
         }
     }
 
@@ -199,7 +255,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// Model load time, memory-mapped and read into memory, alternating.
-    func benchLoading(path: String) throws {
+    func benchLoading(path: String, output: Output) throws {
         var mapped: [Double] = []
         var read: [Double] = []
         let clock = ContinuousClock()
@@ -212,7 +268,8 @@ struct BenchCommand: ParsableCommand {
                 if useMmap { mapped.append(elapsed) } else { read.append(elapsed) }
             }
         }
-        Terminal.write("model load:".padding(38) + "mmap \(format(median(mapped))) ms, read \(format(median(read))) ms\n")
+        output.row("model load:".padding(38) + "mmap \(format(median(mapped))) ms, read \(format(median(read))) ms",
+                   key: "modelLoad", values: ["mmapMs": .double(median(mapped)), "readMs": .double(median(read))])
     }
 
     static let concurrentQuestions = [
@@ -239,6 +296,9 @@ struct BenchCommand: ParsableCommand {
     static let question =
         "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?"
 
+    /// The name of the decoder row that is `solve`'s default configuration.
+    static let defaultSelfAnchor = "self-anchor (adaptive masked pass 0.9)"
+
     /// Plain greedy decoding, SPA (two sequences per batch), Self-Anchor and attention-anchor (Self-Anchor
     /// plus an attention-reading pass per line), each generating `tokens` tokens.
     func decoders() -> [(String, (Engine) throws -> Timings)] {
@@ -264,7 +324,7 @@ struct BenchCommand: ParsableCommand {
             ("plain greedy", generate([])),
             ("spa (question anchored)", generate([Self.question])),
             ("self-anchor, masked pass every token", solve(.selfAnchor, skipMaskedAbove: nil)),
-            ("self-anchor (adaptive masked pass 0.9)", solve(.selfAnchor)),
+            (Self.defaultSelfAnchor, solve(.selfAnchor)),
             ("attention-anchor", solve(.attentionAnchor)),
         ]
     }

@@ -1,0 +1,42 @@
+"""`selfanchor bench --json` as a script reads it: the real binary on the test model, one JSON object
+on stdout with every row's numbers, the default configuration marked; the text rows carry the mark."""
+import json
+import subprocess
+
+from conftest import daemon_binary
+
+SMALL = ["--model", "test", "--repeats", "1", "--tokens", "6", "--concurrent", "2"]
+
+
+def test_json_has_every_row_and_marks_the_default():
+    process = subprocess.run([daemon_binary(), "bench", "--json", *SMALL], capture_output=True, text=True, timeout=900)
+    assert process.returncode == 0, process.stderr
+    lines = [line for line in process.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, "stdout is one JSON object"
+    report = json.loads(lines[0])
+    assert set(report) == {"setup", "rawSingle", "rawSeparate", "rawBatched", "decoders", "promptCache",
+                           "concurrency", "beside", "modelLoad"}
+    assert report["setup"]["tokens"] == 6 and report["setup"]["repeats"] == 1
+    assert [row["sequences"] for row in report["rawBatched"]] == [2, 3, 4, 8]
+    assert report["rawSingle"]["tokensPerSecond"] > 0
+    decoders = {row["name"]: row for row in report["decoders"]}
+    assert decoders["plain greedy"]["ratioToPlain"] == 1.0
+    assert [row["name"] for row in report["decoders"] if row["default"]] == ["self-anchor (adaptive masked pass 0.9)"]
+    for row in report["decoders"]:
+        assert row["tokensPerSecond"] > 0
+        assert abs(row["ratioToPlain"] - row["tokensPerSecond"] / decoders["plain greedy"]["tokensPerSecond"]) < 1e-9
+    assert sum(row["default"] for row in report["concurrency"]) == 1
+    assert all(row["requests"] == 2 and row["ratio"] > 0 for row in report["concurrency"])
+    if report["beside"]["started"]:
+        assert report["beside"]["ratio"] > 0
+    assert report["modelLoad"]["mmapMs"] > 0
+
+
+def test_raw_only_text_rows_and_json():
+    text = subprocess.run([daemon_binary(), "bench", "--raw-only", *SMALL], capture_output=True, text=True, timeout=600)
+    assert text.returncode == 0, text.stderr
+    assert "raw decode, 1 sequence:" in text.stdout and "sequences in one batch" in text.stdout
+    raw = subprocess.run([daemon_binary(), "bench", "--raw-only", "--json", *SMALL], capture_output=True, text=True,
+                         timeout=600)
+    assert raw.returncode == 0, raw.stderr
+    assert set(json.loads(raw.stdout)) == {"setup", "rawSingle", "rawSeparate", "rawBatched"}
