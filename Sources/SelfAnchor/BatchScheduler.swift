@@ -59,10 +59,9 @@ final class BatchScheduler: @unchecked Sendable {
     let context: LlamaContext
     private let state = State()
 
-    /// Rounds of at most this many tokens are decoded a token per `llama_decode` call. On the 2-core
-    /// CPU this was built on, a batch of two tokens costs 2.6 single-token decodes and a batch of three
-    /// costs three (`selfanchor bench`: "2 sequences one per decode" against "2 sequences in one batch");
-    /// from four tokens up a batch wins. 0 always batches (set for GPU offload, where batching is cheap).
+    /// Rounds of at most this many tokens are decoded a token per `llama_decode` call; 0 always batches.
+    /// Set from the engine's `BatchCalibration` (whether a small batch beats its tokens one by one
+    /// depends on the machine).
     var smallRoundLimit: Int {
         get { decoder.smallRoundLimit }
         set { decoder.smallRoundLimit = newValue }

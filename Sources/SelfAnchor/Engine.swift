@@ -45,6 +45,9 @@ public final class Engine: @unchecked Sendable {
     public let model: LlamaModel
     public let context: LlamaContext
     let scheduler: BatchScheduler
+    /// What batching costs on this machine, measured when the engine was made; the scheduler decodes
+    /// small rounds by it.
+    public let batchCalibration: BatchCalibration
     /// Requests that decode at once; more wait for a slot.
     public let parallel: Int
     /// One request's context window in tokens (its real and masked contexts share it).
@@ -157,9 +160,11 @@ public final class Engine: @unchecked Sendable {
         options.unifiedKV = true
         self.model = model
         self.parallel = parallel
-        self.context = try LlamaContext(model: model, options: options)
+        let context = try LlamaContext(model: model, options: options)
+        self.context = context
         self.scheduler = BatchScheduler(context: context)
-        if model.gpuLayers != 0 { scheduler.smallRoundLimit = 0 }
+        self.batchCalibration = try BatchCalibration.measure(context: context, model: model)
+        scheduler.smallRoundLimit = batchCalibration.smallRoundLimit
         self.slots = (0..<parallel).map(Slot.init)
         self.freeSlots = Array(0..<parallel)
     }

@@ -107,6 +107,19 @@ struct BenchCommand: ParsableCommand {
 
         // The decoders, on the same question with the same budget, alternating so drift hits all alike.
         let engine = try Engine(model: model, options: options)
+        let calibration = engine.batchCalibration
+        let sizes = BatchCalibration.measuredSizes.filter { calibration.batchMs[$0] != nil }
+        let costs = sizes.map { "\($0) in one batch \(format(calibration.batchMs[$0]!)) ms (\(format(calibration.cost(ofBatch: $0)!)) singles)" }
+        output.row("batch calibration (at engine start):  one token \(format(calibration.singleMs)) ms; " + costs.joined(separator: ", ")
+            + " → " + (calibration.smallRoundLimit == 0 ? "every round batched"
+                : "rounds of ≤ \(calibration.smallRoundLimit) tokens one per decode"),
+                   key: "batchCalibration",
+                   values: ["singleMs": .double(calibration.singleMs),
+                            "batches": .array(sizes.map { size in
+                                .object(["tokens": .int(size), "ms": .double(calibration.batchMs[size]!),
+                                         "singles": .double(calibration.cost(ofBatch: size)!)])
+                            }),
+                            "smallRoundLimit": .int(calibration.smallRoundLimit)])
         var rates: [String: [Double]] = [:]
         for _ in 0..<repeats {
             for (name, run) in decoders() {

@@ -130,3 +130,34 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
         #expect(next.timings.predictedN > 0)
     }
 } }
+
+/// The batching choice is measured on the machine, not a constant.
+extension RealModelTests { @Suite struct BatchCalibrationTests {
+    @Test func aNewEngineMeasuresBatchCostsAndLeavesItsContextEmpty() throws {
+        let engine = try ConcurrentRequestsTests.engine(parallel: 2)
+        let calibration = engine.batchCalibration
+        #expect(calibration.singleMs > 0)
+        #expect(Set(calibration.batchMs.keys) == Set(BatchCalibration.measuredSizes))
+        #expect(calibration.batchMs.values.allSatisfy { $0 > 0 })
+        #expect(calibration.smallRoundLimit == BatchCalibration.smallRoundLimit(singleMs: calibration.singleMs,
+                                                                                 batchMs: calibration.batchMs))
+        #expect(engine.scheduler.smallRoundLimit == calibration.smallRoundLimit)
+        // Nothing of the measurement stays in the KV cache: every sequence is empty.
+        for sequence in 0..<Int32(engine.context.options.sequences) {
+            #expect(engine.context.lastPosition(sequence: sequence) == -1, "sequence \(sequence)")
+        }
+        // And the engine decodes as any other: a lone greedy solve repeats itself.
+        var request = SolveRequest(question: TestEngine.question)
+        request.maxTokens = 24
+        #expect(try engine.solve(request).text == (try TestEngine.shared.solve(request).text))
+    }
+
+    @Test func roundsGoOneTokenPerCallUpToTheLargestSizeWhoseBatchLoses() {
+        // The 2-core VM this was built on: a batch of two cost 2.6 singles, of three 3.0, of four 3.5.
+        #expect(BatchCalibration.smallRoundLimit(singleMs: 10, batchMs: [2: 26, 3: 30, 4: 35]) == 2)
+        #expect(BatchCalibration.smallRoundLimit(singleMs: 10, batchMs: [2: 26, 3: 31, 4: 35]) == 3)
+        // Another VM of the same type: two in one batch at 0.67x each, 1.5 singles.
+        #expect(BatchCalibration.smallRoundLimit(singleMs: 10, batchMs: [2: 15, 3: 22, 4: 30]) == 0)
+        #expect(BatchCalibration.smallRoundLimit(singleMs: 10, batchMs: [2: 15, 3: 22, 4: 41]) == 4)
+    }
+} }

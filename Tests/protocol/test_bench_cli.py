@@ -14,8 +14,14 @@ def test_json_has_every_row_and_marks_the_default():
     lines = [line for line in process.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, "stdout is one JSON object"
     report = json.loads(lines[0])
-    assert set(report) == {"setup", "rawSingle", "rawSeparate", "rawBatched", "decoders", "promptCache",
-                           "concurrency", "beside", "modelLoad"}
+    assert set(report) == {"setup", "rawSingle", "rawSeparate", "rawBatched", "batchCalibration", "decoders",
+                           "promptCache", "concurrency", "beside", "modelLoad"}
+    calibration = report["batchCalibration"]
+    assert [row["tokens"] for row in calibration["batches"]] == [2, 3, 4]
+    # The choice follows the measured costs: one call per token up to the largest size whose batch
+    # costs more than that many single decodes.
+    losing = [row["tokens"] for row in calibration["batches"] if row["ms"] > row["tokens"] * calibration["singleMs"]]
+    assert calibration["smallRoundLimit"] == max(losing, default=0)
     assert report["setup"]["tokens"] == 6 and report["setup"]["repeats"] == 1
     assert [row["sequences"] for row in report["rawBatched"]] == [2, 3, 4, 8]
     assert report["rawSingle"]["tokensPerSecond"] > 0
