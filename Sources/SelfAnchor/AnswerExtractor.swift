@@ -151,8 +151,9 @@ public enum AnswerExtractor {
 
     /// The options of a multiple-choice question: its `A. text` (or `A) text`) lines, in order.
     static func choiceOptions(in question: String) -> [(letter: String, text: String)] {
-        question.split(separator: "\n").compactMap { line in
-            guard let match = line.wholeMatch(of: regex(Patterns.optionLine)), let letter = match.output[1].substring,
+        let optionLine = regex(Patterns.optionLine)
+        return question.split(separator: "\n").compactMap { line in
+            guard let match = line.wholeMatch(of: optionLine), let letter = match.output[1].substring,
                   let text = match.output[2].substring else { return nil }
             let normalized = normalizedWords(String(text))
             return normalized.isEmpty ? nil : (String(letter), normalized)

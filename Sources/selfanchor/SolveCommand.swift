@@ -108,6 +108,8 @@ enum InterruptHandler {
 
     /// Installs the handler and returns the flag it sets.
     static func install() -> CancellationFlag {
+        // Initialise the (lazily made) constant here: the handler must not be the first to touch it.
+        let flag = Self.flag
         signal(SIGINT) { _ in
             if !InterruptHandler.flag.isCancelled { InterruptHandler.flag.cancel() } else { _exit(130) }
         }
