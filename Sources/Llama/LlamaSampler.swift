@@ -1,5 +1,9 @@
 import CLlama
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// How the next token is chosen from logits.
 public struct SamplingOptions: Sendable, Equatable {
     /// 0 picks the most likely token (greedy); above 0 samples from the tempered distribution.
@@ -27,6 +31,8 @@ public struct SamplingOptions: Sendable, Equatable {
 /// logits (not the context's own) are sampled with llama.cpp's samplers.
 public final class LlamaSampler {
     let pointer: UnsafeMutablePointer<llama_sampler>
+    /// The chain without its draw (top-k → top-p → temperature), for `distribution`; nil when greedy.
+    private let shaping: UnsafeMutablePointer<llama_sampler>?
     public let options: SamplingOptions
     private var candidates: [llama_token_data] = []
 
@@ -37,7 +43,13 @@ public final class LlamaSampler {
         self.options = options
         if options.isGreedy {
             llama_sampler_chain_add(pointer, llama_sampler_init_greedy())
+            shaping = nil
         } else {
+            let shaping = llama_sampler_chain_init(params)!
+            if options.topK > 0 { llama_sampler_chain_add(shaping, llama_sampler_init_top_k(options.topK)) }
+            if options.topP < 1 { llama_sampler_chain_add(shaping, llama_sampler_init_top_p(options.topP, 1)) }
+            llama_sampler_chain_add(shaping, llama_sampler_init_temp(options.temperature))
+            self.shaping = shaping
             if options.topK > 0 { llama_sampler_chain_add(pointer, llama_sampler_init_top_k(options.topK)) }
             if options.topP < 1 { llama_sampler_chain_add(pointer, llama_sampler_init_top_p(options.topP, 1)) }
             llama_sampler_chain_add(pointer, llama_sampler_init_temp(options.temperature))
@@ -47,11 +59,32 @@ public final class LlamaSampler {
 
     deinit {
         llama_sampler_free(pointer)
+        if let shaping { llama_sampler_free(shaping) }
     }
 
-    /// Chooses a token from a full-vocabulary logits array.
-    public func sample(_ logits: UnsafeBufferPointer<Float>) -> LlamaToken {
-        if options.isGreedy { return Self.argmax(logits) }
+    /// The distribution `sample` draws from (after top-k, top-p and temperature), as token →
+    /// probability over the tokens it keeps; greedy: the argmax with probability 1.
+    public func distribution(_ logits: UnsafeBufferPointer<Float>) -> [LlamaToken: Double] {
+        guard let shaping else { return [Self.argmax(logits): 1] }
+        fillCandidates(logits)
+        return candidates.withUnsafeMutableBufferPointer { buffer in
+            var array = llama_token_data_array(data: buffer.baseAddress, size: buffer.count, selected: -1, sorted: false)
+            llama_sampler_apply(shaping, &array)
+            var top = -Float.infinity
+            for index in 0..<array.size where array.data[index].logit > top { top = array.data[index].logit }
+            var weights: [LlamaToken: Double] = [:]
+            var total = 0.0
+            for index in 0..<array.size {
+                let weight = Double(expf(array.data[index].logit - top))
+                guard weight > 0 else { continue }
+                weights[array.data[index].id] = weight
+                total += weight
+            }
+            return weights.mapValues { $0 / total }
+        }
+    }
+
+    private func fillCandidates(_ logits: UnsafeBufferPointer<Float>) {
         if candidates.count != logits.count {
             candidates = (0..<logits.count).map { llama_token_data(id: LlamaToken($0), logit: 0, p: 0) }
         }
@@ -60,6 +93,12 @@ public final class LlamaSampler {
             candidates[index].logit = logits[index]
             candidates[index].p = 0
         }
+    }
+
+    /// Chooses a token from a full-vocabulary logits array.
+    public func sample(_ logits: UnsafeBufferPointer<Float>) -> LlamaToken {
+        if options.isGreedy { return Self.argmax(logits) }
+        fillCandidates(logits)
         return candidates.withUnsafeMutableBufferPointer { buffer in
             var array = llama_token_data_array(data: buffer.baseAddress, size: buffer.count, selected: -1, sorted: false)
             llama_sampler_apply(pointer, &array)

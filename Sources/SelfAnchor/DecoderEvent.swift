@@ -79,9 +79,16 @@ public struct Timings: Sendable, Equatable {
     public var maskedN = 0
     /// Steered tokens chosen without the masked context (adaptive masked pass).
     public var maskedSkippedN = 0
+    /// Speculative masked pass: drafts verified, tokens drafted, and drafted tokens the steered choice
+    /// accepted (acceptance rate = accepted / drafted; mean accepted length = accepted / drafts).
+    public var draftsN = 0
+    public var draftedN = 0
+    public var draftAcceptedN = 0
     /// Values the calculator wrote (their tokens are counted in `insertedN`).
     public var calculationsN = 0
     public var stopReason: StopReason = .finished
+
+    public init() {}
 
     public var predictedPerSecond: Double { predictedMs > 0 ? Double(predictedN) * 1000 / predictedMs : 0 }
     public var promptPerSecond: Double { promptMs > 0 ? Double(promptDecodedN) * 1000 / promptMs : 0 }

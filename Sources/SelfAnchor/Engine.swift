@@ -235,6 +235,7 @@ public final class Engine: @unchecked Sendable {
                 let (messages, prefix) = Prompts.conversation(strategy: .spa, question: request.question, task: request.task)
                 let anchors = request.anchors.isEmpty ? [request.question] : request.anchors
                 let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder, field: "options.anchors")
+                run.maskedPass = request.steering.maskedPass
                 run.skipMaskedAbove = request.steering.skipMaskedAbove
                 try run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
                                  omega: request.steering.spaOmega, modulation: request.steering.modulation,
@@ -255,6 +256,8 @@ public final class Engine: @unchecked Sendable {
         return try run.execute {
             let masked = request.anchors.isEmpty
                 ? nil : try run.mask(request.messages, anchors: request.anchors, placeholder: request.placeholder, field: "anchors")
+            run.maskedPass = request.maskedPass
+            run.skipMaskedAbove = request.skipMaskedAbove
             try run.freeText(messages: request.messages, masked: masked, assistantPrefix: "", omega: request.omega,
                              modulation: request.modulation, maxTokens: request.maxTokens, task: nil)
         }
@@ -436,27 +439,47 @@ final class DecodingRun {
 
     // MARK: Tokens and text
 
-    /// The masked context `advance` left behind (adaptive masked pass), decoded only when a token needs it.
+    /// The masked context `advance` left behind (speculative and adaptive masked passes), decoded only
+    /// when a token needs it.
     private var deferredMasked: SequenceCache.Target?
-    /// The adaptive masked pass's threshold for this run (nil: the masked context runs on every token).
+    /// How this run decodes its masked context (`SteeringOptions.maskedPass`).
+    var maskedPass: SteeringOptions.MaskedPass = .every
+    /// The adaptive masked pass's threshold (nil: the adaptive mode runs the masked context on every token).
     var skipMaskedAbove: Double?
+    /// `advance` leaves the masked context to `chooseToken`.
+    private var defersMasked: Bool {
+        switch maskedPass {
+        case .every: return false
+        case .speculative: return true
+        case .adaptive: return skipMaskedAbove != nil
+        }
+    }
 
-    /// Picks the next token like `nextToken`. With the adaptive masked pass on, a token whose real
-    /// top-1 probability reaches the threshold is taken from the real logits alone, and the masked
-    /// context is not decoded; otherwise the masked context first catches up (every token it missed,
-    /// in one batch). See `Steering.swift` for the rule.
-    func chooseToken(maskedSequence: Int32?, omega: Double, modulation: Bool, greedy: Bool = false) throws
-        -> (LlamaToken, Double)
+    /// Picks the next token like `nextToken`, decoding the masked context as `maskedPass` says:
+    /// - adaptive: a token whose real top-1 probability reaches the threshold is taken from the real
+    ///   logits alone, without decoding the masked context;
+    /// - speculative, where the caller allows a draft (`draftLimit`, the most tokens it may take
+    ///   without changing the anchors): the real context drafts, the masked one verifies the draft in one
+    ///   batch (`speculate`), and the verified tokens are handed out one per call;
+    /// - otherwise the masked context first catches up (every token it missed, in one batch).
+    /// See `Steering.swift` for the rules.
+    func chooseToken(maskedSequence: Int32?, omega: Double, modulation: Bool, greedy: Bool = false,
+                     draftLimit: Int? = nil) throws -> (LlamaToken, Double)
     {
-        guard let maskedSequence, let threshold = skipMaskedAbove, let deferred = deferredMasked,
-              deferred.sequence == maskedSequence
-        else {
+        if hasVerified { return takeVerified() }
+        guard let maskedSequence, let deferred = deferredMasked, deferred.sequence == maskedSequence else {
             return nextToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation, greedy: greedy)
         }
-        let top = cache.logits(slot.real).withUnsafeBufferPointer(Steering.topProbability)
-        if top.probability >= threshold {
-            result.timings.maskedSkippedN += 1
-            return nextToken(maskedSequence: nil, omega: 1, modulation: false, greedy: greedy)
+        if maskedPass == .adaptive, let threshold = skipMaskedAbove {
+            let top = cache.logits(slot.real).withUnsafeBufferPointer(Steering.topProbability)
+            if top.probability >= threshold {
+                result.timings.maskedSkippedN += 1
+                return nextToken(maskedSequence: nil, omega: 1, modulation: false, greedy: greedy)
+            }
+        }
+        if maskedPass == .speculative, let draftLimit, draftLimit > 1 {
+            return try speculate(deferred: deferred, omega: omega, modulation: modulation, greedy: greedy,
+                                 limit: draftLimit)
         }
         do {
             try cache.sync([deferred])
@@ -466,6 +489,113 @@ final class DecodingRun {
             return nextToken(maskedSequence: nil, omega: 1, modulation: false, greedy: greedy)
         }
         return nextToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation, greedy: greedy)
+    }
+
+    // MARK: Speculative masked pass
+
+    /// Tokens the speculative masked pass verified that the decoder has not taken yet, with their real
+    /// probabilities. They follow `generated` while its count is `verifiedAt` (`insert` drops them:
+    /// inserted text changes what follows).
+    private var verified: [(token: LlamaToken, probability: Double)] = []
+    private var verifiedAt = 0
+    /// The next draft's length, adapted to how much of the drafts the steered choice accepts.
+    private var draftLength = 4
+    static let maximumDraftLength = 16
+    /// Uniform draws for speculative sampling's acceptance test (seeded by the request's seed).
+    private lazy var uniforms = SplitMix64(seed: UInt64(sampler.options.seed))
+
+    private var hasVerified: Bool {
+        if !verified.isEmpty && generated.count != verifiedAt { verified.removeAll() }
+        return !verified.isEmpty
+    }
+
+    private func takeVerified() -> (LlamaToken, Double) {
+        verifiedAt += 1
+        return verified.removeFirst()
+    }
+
+    /// Whether a draft stops after this token: at a line end (where the decoder changes anchors), at
+    /// the end of generation, and, with the calculator on, at `=` (where it inserts a value).
+    private func endsDraft(_ token: LlamaToken) -> Bool {
+        if model.isEndOfGeneration(token) { return true }
+        let piece = model.piece(token)
+        return piece.contains(UInt8(ascii: "\n")) || (calculator && piece.contains(UInt8(ascii: "=")))
+    }
+
+    /// Drafts up to `limit` tokens with the real context alone, has the masked context decode their
+    /// positions in one batch, and keeps the longest prefix the steered choice agrees with, plus the
+    /// steered token at the first disagreement (`Steering.swift`, "Speculative masked pass"). Returns
+    /// the first of them; `chooseToken` hands out the rest.
+    private func speculate(deferred: SequenceCache.Target, omega: Double, modulation: Bool, greedy: Bool,
+                           limit: Int) throws -> (LlamaToken, Double)
+    {
+        let sampling = !greedy && !sampler.options.isGreedy
+        let context = realPrompt + generated
+        var realLogits = [cache.logits(slot.real)]
+        var drafts: [LlamaToken] = []
+        let length = min(draftLength, limit)
+        while true {
+            let token = realLogits[drafts.count].withUnsafeBufferPointer {
+                sampling ? sampler.sample($0) : LlamaSampler.argmax($0)
+            }
+            drafts.append(token)
+            if drafts.count >= length || endsDraft(token) { break }
+            do {
+                try cache.sync([.init(sequence: slot.real, tokens: context + drafts, wantsLogits: true)])
+            } catch {
+                guard error == .decodeFailed(code: 1) else { throw error }
+                break  // the context is full: verify what was drafted
+            }
+            realLogits.append(cache.logits(slot.real))
+        }
+        var verification = deferred
+        verification.tokens += drafts.dropLast()
+        verification.logitsFrom = deferred.tokens.count - 1
+        do {
+            try cache.sync([verification])
+        } catch {
+            guard error == .decodeFailed(code: 1) else { throw error }
+            // No room left for the masked context: the first drafted token goes unsteered.
+            let probability = realLogits[0].withUnsafeBufferPointer { Steering.probability(of: drafts[0], logits: $0) }
+            return (drafts[0], probability)
+        }
+        let maskedLogits = cache.collected[deferred.sequence] ?? []
+        var accepted: [(token: LlamaToken, probability: Double)] = []
+        var agreed = 0
+        for (index, draft) in drafts.enumerated() where index < maskedLogits.count {
+            let choice: LlamaToken = realLogits[index].withUnsafeBufferPointer { real in
+                maskedLogits[index].withUnsafeBufferPointer { masked in
+                    steered.withUnsafeMutableBufferPointer { output in
+                        Steering.combine(real: real, masked: masked, omega: omega, modulation: modulation, into: output)
+                        let steeredLogits = UnsafeBufferPointer(output)
+                        guard sampling else { return LlamaSampler.argmax(steeredLogits) }
+                        let p = sampler.distribution(real)
+                        let q = sampler.distribution(steeredLogits)
+                        if Steering.acceptsDraft(realProbability: p[draft] ?? 0, steeredProbability: q[draft] ?? 0,
+                                                 uniform: uniforms.nextUniform())
+                        {
+                            return draft
+                        }
+                        return Steering.residualSample(real: p, steered: q, uniform: uniforms.nextUniform())
+                    }
+                }
+            }
+            let probability = realLogits[index].withUnsafeBufferPointer { Steering.probability(of: choice, logits: $0) }
+            accepted.append((choice, probability))
+            if choice != draft { break }
+            agreed += 1
+        }
+        result.timings.draftsN += 1
+        result.timings.draftedN += drafts.count
+        result.timings.draftAcceptedN += agreed
+        if agreed == drafts.count {
+            if drafts.count == draftLength { draftLength = min(Self.maximumDraftLength, draftLength + 2) }
+        } else {
+            draftLength = max(2, (draftLength + agreed + 1) / 2)
+        }
+        verified = accepted
+        verifiedAt = generated.count
+        return takeVerified()
     }
 
     /// Picks the next token from the real logits, steered by the masked ones when ω ≠ 1.
@@ -520,6 +650,7 @@ final class DecodingRun {
 
     /// Appends text the decoder itself inserts (headers), to the tokens and the transcript.
     func insert(_ text: String) throws {
+        verified.removeAll()
         let tokens = try model.tokenize(text, addSpecial: false, parseSpecial: false)
         for token in tokens {
             generated.append(token)
@@ -543,7 +674,8 @@ final class DecodingRun {
                 result.timings.stopReason = .maxTokens
                 break
             }
-            let (token, _) = try chooseToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation)
+            let (token, _) = try chooseToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation,
+                                             draftLimit: maxTokens - result.timings.predictedN)
             if model.isEndOfGeneration(token) { break }
             generated.append(token)
             result.timings.predictedN += 1
@@ -573,11 +705,13 @@ final class DecodingRun {
     /// (with the adaptive masked pass, the real context alone: `chooseToken` decodes the masked one
     /// when a token needs it). Returns false (and records why) when the context is full.
     func advance(maskedSequence: Int32?, maskedTokens: [LlamaToken]) throws -> Bool {
+        // Verified draft tokens are waiting: both contexts already hold them.
+        if hasVerified { return true }
         var targets = [SequenceCache.Target(sequence: slot.real, tokens: realPrompt + generated, wantsLogits: true)]
         deferredMasked = nil
         if let maskedSequence {
             let target = SequenceCache.Target(sequence: maskedSequence, tokens: maskedTokens, wantsLogits: true)
-            if skipMaskedAbove != nil { deferredMasked = target } else { targets.append(target) }
+            if defersMasked { deferredMasked = target } else { targets.append(target) }
         }
         do {
             try cache.sync(targets)
@@ -589,4 +723,23 @@ final class DecodingRun {
             return false
         }
     }
+}
+
+/// A small seeded generator of uniform draws (SplitMix64), so that speculative sampling repeats for a
+/// given seed.
+struct SplitMix64 {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A draw in [0, 1).
+    mutating func nextUniform() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
 }

@@ -52,6 +52,7 @@ extension DecodingRun {
     }
 
     func selfAnchor(_ request: SolveRequest) throws {
+        maskedPass = request.steering.maskedPass
         skipMaskedAbove = request.steering.skipMaskedAbove
         let planning = request.planning
         result.planning = planning
@@ -200,8 +201,10 @@ extension DecodingRun {
                 end(&segment)
                 break
             }
+            // A draft may run to the end of the line, but not past the point where the answer is asked for.
+            let budget = segment.phase == .answer ? request.maxTokens : request.maxTokens - reserve
             let (token, probability) = try chooseToken(maskedSequence: maskedSequence, omega: segment.omega,
-                                                       modulation: steering.modulation)
+                                                       modulation: steering.modulation, draftLimit: budget - predicted)
             if model.isEndOfGeneration(token) {
                 end(&segment)
                 if segment.phase == .answer { break }

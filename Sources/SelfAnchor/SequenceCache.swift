@@ -16,6 +16,9 @@ final class SequenceCache {
         var sequence: Int32
         var tokens: [LlamaToken]
         var wantsLogits: Bool
+        /// Also keep the logits after every position from this one on (in order, in `collected`):
+        /// the speculative masked pass verifies a whole draft from one decode.
+        var logitsFrom: Int? = nil
     }
 
     let scheduler: BatchScheduler
@@ -26,6 +29,8 @@ final class SequenceCache {
     private(set) var cached: [Int32: [LlamaToken]] = [:]
     /// The latest next-token logits per sequence (valid for targets that asked for them).
     private(set) var logits: [Int32: [Float]] = [:]
+    /// The logits `Target.logitsFrom` asked for, per sequence, from the latest `sync`.
+    private(set) var collected: [Int32: [[Float]]] = [:]
     /// For each sequence, the token count at which `logits` was computed (-1: stale).
     private var logitsAt: [Int32: Int] = [:]
     /// Tokens decoded per sequence since the cache was made.
@@ -70,6 +75,7 @@ final class SequenceCache {
 
     /// Brings every target to its token list; see the type's documentation.
     func sync(_ targets: [Target]) throws(LlamaError) {
+        collected.removeAll(keepingCapacity: true)
         var pending: [(target: Target, from: Int)] = []
         for target in targets {
             let seq = target.sequence
@@ -82,6 +88,10 @@ final class SequenceCache {
                 pending.removeAll()
             }
             var keep = commonPrefix(cached[seq] ?? [], target.tokens)
+            if let from = target.logitsFrom {
+                collected[seq] = []
+                keep = min(keep, from)
+            }
             if target.tokens.count - keep > 1 {
                 let donor = bestCachedPrefix(for: target, sequence: seq)
                 if donor.sequence >= 0 && donor.length > keep + shareThreshold {
@@ -134,8 +144,9 @@ final class SequenceCache {
         for (target, from) in pending where from < target.tokens.count {
             for position in from..<target.tokens.count {
                 let isLast = position == target.tokens.count - 1
+                let collects = target.logitsFrom.map { position >= $0 } ?? false
                 items.append(.init(sequence: target.sequence, position: position, token: target.tokens[position],
-                                   wantsLogits: isLast && target.wantsLogits))
+                                   wantsLogits: collects || (isLast && target.wantsLogits)))
             }
         }
         guard !items.isEmpty else { return }
@@ -146,6 +157,7 @@ final class SequenceCache {
         while start < items.count {
             let slice = Array(items[start..<min(items.count, start + piece)])
             let submission = scheduler.decode(slice, cancellation: cancellation) { [self] sequence, source in
+                if collected[sequence] != nil { collected[sequence]!.append(Array(source)) }
                 if logits[sequence]?.count == source.count {
                     logits[sequence]!.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: source) }
                 } else {

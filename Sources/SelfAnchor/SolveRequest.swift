@@ -49,6 +49,9 @@ public struct GenerateRequest: Sendable {
     public var sampling = SamplingOptions()
     public var maxTokens: Int = 512
     public var placeholder: String = MaskedPrompt.defaultPlaceholder
+    /// How the masked context is decoded (`SteeringOptions.maskedPass`); every token unless asked.
+    public var maskedPass: SteeringOptions.MaskedPass = .every
+    public var skipMaskedAbove: Double = SteeringOptions.defaultSkipMaskedAbove
 
     public init(messages: [ChatMessage], anchors: [String] = []) {
         self.messages = messages

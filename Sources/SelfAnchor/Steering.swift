@@ -21,6 +21,15 @@
 // i.e. only if the model *without* the anchor prefers t by ω/(ω−1) times the real margin (4.3× at
 // ω = 1.3); at p₁ ≥ 0.9 the real margin is at least ln 9 ≈ 2.2 nats, so the masked margin would have
 // to exceed ≈ 9.5 nats. It is a heuristic, not a bound: that margin is not known without decoding.
+//
+// Speculative masked pass (exact): the real context drafts up to K tokens alone, keeping the real
+// logits r_i at each drafted position; the masked context then decodes those positions in one batch,
+// giving m_i. Greedy: accept draft token t_i while argmax(ω·r_i + (1−ω)·m_i) = t_i; at the first
+// difference take the steered argmax and drop the rest of the draft. Sampling: p = the real
+// distribution t_i was drawn from, q = the steered one (both after the sampler's top-k/top-p/temperature);
+// accept t_i with probability min(1, q(t_i)/p(t_i)), otherwise draw from max(0, q − p)/Σ max(0, q − p)
+// and stop. Either way each token is distributed exactly as the steered choice (greedy: it *is* the
+// steered argmax), so the output is that of the masked pass on every token; only the cost changes.
 
 #if canImport(Glibc)
     import Glibc
@@ -56,7 +65,18 @@ public struct SteeringOptions: Sendable, Equatable {
     /// skipping about three masked tokens in four (README, `selfanchor bench`).
     public static let defaultSkipMaskedAbove = 0.9
 
+    /// How the masked context is decoded (see the file's header): on every token (the reference),
+    /// speculatively (drafts verified in one batch, exact), or adaptively (skipped on confident tokens).
+    public var maskedPass: MaskedPass = SteeringOptions.defaultMaskedPass
+    /// Adaptive: measured by `selfanchor bench` (README), the exact speculative pass costs as much as the
+    /// masked context on every token on a CPU, where a batch of n tokens costs nearly n single decodes;
+    /// skipping confident tokens is what saves time there.
+    public static let defaultMaskedPass = MaskedPass.adaptive
+
     public enum Mode: String, Sendable, CaseIterable { case adaptive, fixed }
+
+    /// The masked pass's modes; `adaptive` uses `skipMaskedAbove`.
+    public enum MaskedPass: String, Sendable, CaseIterable { case every, speculative, adaptive }
 
     public init() {}
 
@@ -139,5 +159,38 @@ public enum Steering {
         var sum: Double = 0
         for value in logits { sum += Double(expf(value - top)) }
         return Double(expf(logits[Int(token)] - top)) / sum
+    }
+
+    /// Speculative sampling's acceptance test for a drafted token: true with probability
+    /// min(1, steered/real), given a uniform draw in [0, 1).
+    public static func acceptsDraft(realProbability p: Double, steeredProbability q: Double, uniform: Double) -> Bool {
+        if q >= p { return true }
+        return p > 0 && uniform < q / p
+    }
+
+    /// The token drawn, after a rejected draft, from the residual max(0, q − p) normalised, where p and q
+    /// are sparse distributions (token → probability; absent tokens have probability 0). `uniform` is a
+    /// draw in [0, 1). When the residual is empty (p = q), draws from q.
+    public static func residualSample(real p: [Int32: Double], steered q: [Int32: Double], uniform: Double) -> Int32 {
+        var residual: [(Int32, Double)] = []
+        var total = 0.0
+        for (token, probability) in q {
+            let mass = probability - (p[token] ?? 0)
+            if mass > 0 {
+                residual.append((token, mass))
+                total += mass
+            }
+        }
+        if total <= 0 {
+            residual = q.map { ($0.key, $0.value) }
+            total = residual.reduce(0) { $0 + $1.1 }
+        }
+        residual.sort { $0.0 < $1.0 }
+        var remaining = uniform * total
+        for (token, mass) in residual {
+            remaining -= mass
+            if remaining < 0 { return token }
+        }
+        return residual.last?.0 ?? 0
     }
 }

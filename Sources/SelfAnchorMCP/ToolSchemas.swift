@@ -125,7 +125,15 @@ enum ToolSchemas {
               ],
               "minimum": 0,
               "maximum": 1,
-              "description": "adaptive masked pass: skip the masked context on tokens whose real top-1 probability is at least this (default 0.9; null: run it on every token)"
+              "description": "the adaptive masked pass's threshold: skip the masked context on tokens whose real top-1 probability is at least this (default 0.9). Given without maskedPass it selects maskedPass adaptive, and null selects every"
+            },
+            "maskedPass": {
+              "enum": [
+                "every",
+                "speculative",
+                "adaptive"
+              ],
+              "description": "how the masked context is decoded: every (on every token, the reference), speculative (the real context drafts up to 16 tokens, the masked context verifies them in one batch; output as with every), adaptive (skipped on tokens whose real top-1 probability reaches skipMaskedAbove; default)"
             },
             "answerOmega": {
               "type": "number",
@@ -315,7 +323,10 @@ enum ToolSchemas {
             "masked_n",
             "stop_reason",
             "masked_skipped_n",
-            "calculations_n"
+            "calculations_n",
+            "drafts_n",
+            "drafted_n",
+            "draft_accepted_n"
           ],
           "properties": {
             "prompt_n": {
@@ -370,6 +381,21 @@ enum ToolSchemas {
             "calculations_n": {
               "type": "integer",
               "minimum": 0
+            },
+            "drafts_n": {
+              "type": "integer",
+              "minimum": 0,
+              "description": "speculative masked pass: drafts verified"
+            },
+            "drafted_n": {
+              "type": "integer",
+              "minimum": 0,
+              "description": "speculative masked pass: tokens drafted"
+            },
+            "draft_accepted_n": {
+              "type": "integer",
+              "minimum": 0,
+              "description": "speculative masked pass: drafted tokens the steered choice accepted"
             }
           }
         }

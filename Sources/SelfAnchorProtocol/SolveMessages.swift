@@ -25,6 +25,11 @@ public enum OmegaModeName: String, Sendable, CaseIterable {
     case adaptive, fixed
 }
 
+/// How the masked context is decoded (`SteeringOptions.MaskedPass`) on the wire.
+public enum MaskedPassName: String, Sendable, CaseIterable {
+    case every, speculative, adaptive
+}
+
 /// `solve` params.
 public struct SolveParams: Sendable, Equatable {
     public var question: String
@@ -68,13 +73,15 @@ public struct SolveOptions: Sendable, Equatable {
     public var anchorSpans: Int?
     /// `.some(nil)`: `null` on the wire, the masked context on every token.
     public var skipMaskedAbove: Double??
+    /// `every`, `speculative` or `adaptive` (`SteeringOptions.MaskedPass`).
+    public var maskedPass: MaskedPassName?
     public var planning: PlanningName?
     public var calculator: Bool?
 
     public static let keys: Set<String> = [
         "omega", "planOmega", "stepOmega", "answerOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
         "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans",
-        "skipMaskedAbove", "planning", "calculator",
+        "skipMaskedAbove", "maskedPass", "planning", "calculator",
     ]
 
     public init() {}
@@ -103,6 +110,7 @@ public struct SolveOptions: Sendable, Equatable {
         } else if let value = try options.double("skipMaskedAbove", in: 0...1) {
             skipMaskedAbove = value
         }
+        maskedPass = try options.choice("maskedPass", as: MaskedPassName.self)
         planning = try options.choice("planning", as: PlanningName.self)
         calculator = try options.bool("calculator")
     }
@@ -172,6 +180,9 @@ public struct TimingsMessage: Sendable, Equatable {
     public var insertedN = 0
     public var maskedN = 0
     public var maskedSkippedN = 0
+    public var draftsN = 0
+    public var draftedN = 0
+    public var draftAcceptedN = 0
     public var calculationsN = 0
     public var stopReason = "finished"
 
@@ -184,6 +195,7 @@ public struct TimingsMessage: Sendable, Equatable {
             "predicted_n": .int(predictedN), "predicted_ms": .double(predictedMs),
             "predicted_per_second": .double(predictedMs > 0 ? Double(predictedN) * 1000 / predictedMs : 0),
             "inserted_n": .int(insertedN), "masked_n": .int(maskedN), "masked_skipped_n": .int(maskedSkippedN),
+            "drafts_n": .int(draftsN), "drafted_n": .int(draftedN), "draft_accepted_n": .int(draftAcceptedN),
             "calculations_n": .int(calculationsN), "stop_reason": .string(stopReason),
         ]
     }

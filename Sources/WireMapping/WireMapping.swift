@@ -25,6 +25,10 @@ extension SteeringOptions.Mode {
     public init(_ name: OmegaModeName) { self.init(rawValue: name.rawValue)! }
 }
 
+extension SteeringOptions.MaskedPass {
+    public init(_ name: MaskedPassName) { self.init(rawValue: name.rawValue)! }
+}
+
 // MARK: Requests
 
 extension SolveRequest {
@@ -54,7 +58,12 @@ extension SolveRequest {
         if let value = options.anchors { anchors = value }
         if let value = options.placeholder { placeholder = value }
         if let value = options.anchorSpans { anchorSpans = value }
-        if let value = options.skipMaskedAbove { steering.skipMaskedAbove = value }
+        if let value = options.skipMaskedAbove {
+            // A threshold alone asks for the adaptive mode; `null` for the masked context on every token.
+            steering.skipMaskedAbove = value
+            steering.maskedPass = value == nil ? .every : .adaptive
+        }
+        if let value = options.maskedPass { steering.maskedPass = SteeringOptions.MaskedPass(value) }
         if let value = options.planning { planning = Planning(value) }
         if let value = options.calculator { calculator = value }
     }
@@ -143,6 +152,9 @@ extension TimingsMessage {
         insertedN = timings.insertedN
         maskedN = timings.maskedN
         maskedSkippedN = timings.maskedSkippedN
+        draftsN = timings.draftsN
+        draftedN = timings.draftedN
+        draftAcceptedN = timings.draftAcceptedN
         calculationsN = timings.calculationsN
         stopReason = timings.stopReason.rawValue
     }

@@ -121,20 +121,33 @@ struct BenchCommand: ParsableCommand {
                             }),
                             "smallRoundLimit": .int(calibration.smallRoundLimit)])
         var rates: [String: [Double]] = [:]
+        var drafts: [String: Timings] = [:]
         for _ in 0..<repeats {
             for (name, run) in decoders() {
                 let timings = try run(engine)
                 rates[name, default: []].append(timings.predictedPerSecond)
+                drafts[name, default: Timings()].draftsN += timings.draftsN
+                drafts[name, default: Timings()].draftedN += timings.draftedN
+                drafts[name, default: Timings()].draftAcceptedN += timings.draftAcceptedN
             }
         }
         let plain = median(rates["plain greedy"] ?? [0])
         for (name, _) in decoders() {
             let rate = median(rates[name] ?? [0])
             let isDefault = name == Self.defaultSelfAnchor
-            output.row(name.padding(38) + "\(format(rate)) tok/s (\(format(rate / plain))x plain)" + (isDefault ? Self.defaultMarker : ""),
-                       key: "decoders", values: ["name": .string(name), "tokensPerSecond": .double(rate),
-                                                 "ratioToPlain": .double(rate / plain), "default": .bool(isDefault)],
-                       appending: true)
+            var values: JSONObject = ["name": .string(name), "tokensPerSecond": .double(rate),
+                                      "ratioToPlain": .double(rate / plain), "default": .bool(isDefault)]
+            var text = name.padding(44) + "\(format(rate)) tok/s (\(format(rate / plain))x plain)"
+            if let counts = drafts[name], counts.draftsN > 0 {
+                // Over all repeats: the share of drafted tokens the steered choice kept, and the tokens
+                // kept per draft.
+                let acceptance = Double(counts.draftAcceptedN) / Double(max(1, counts.draftedN))
+                let accepted = Double(counts.draftAcceptedN) / Double(counts.draftsN)
+                text += "; drafts accepted \(format(acceptance * 100))%, mean accepted length \(format(accepted))"
+                values["acceptanceRate"] = .double(acceptance)
+                values["meanAcceptedLength"] = .double(accepted)
+            }
+            output.row(text + (isDefault ? Self.defaultMarker : ""), key: "decoders", values: values, appending: true)
         }
 
         // The prompt cache: time from the request to its first generated text, with the shared prefix
@@ -192,15 +205,15 @@ struct BenchCommand: ParsableCommand {
     func benchConcurrency(model: LlamaModel, options: ContextOptions, output: Output) throws {
         let engine = try Engine(model: model, options: options, parallel: concurrent)
         let questions = (0..<concurrent).map { Self.concurrentQuestions[$0 % Self.concurrentQuestions.count] }
-        let kinds: [(String, Strategy, Double?)] = [
-            ("cot", .cot, nil), ("self-anchor, masked every token", .selfAnchor, nil),
-            ("self-anchor (adaptive 0.9)", .selfAnchor, SteeringOptions.defaultSkipMaskedAbove),
+        let kinds: [(String, Strategy, SteeringOptions.MaskedPass)] = [
+            ("cot", .cot, .every), ("self-anchor (\(SteeringOptions.defaultMaskedPass.rawValue))", .selfAnchor,
+                                    SteeringOptions.defaultMaskedPass),
         ]
-        for (name, strategy, skipMaskedAbove) in kinds {
+        for (name, strategy, maskedPass) in kinds {
             func request(_ question: String) -> SolveRequest {
                 var request = SolveRequest(question: question, strategy: strategy)
                 request.maxTokens = tokens
-                request.steering.skipMaskedAbove = skipMaskedAbove
+                request.steering.maskedPass = maskedPass
                 return request
             }
             _ = try engine.solve(request(questions[0]))  // the prompt cache, warm for both
@@ -231,7 +244,7 @@ struct BenchCommand: ParsableCommand {
                 batching.append(Double(engine.batchedSubmissions - before.1) / Double(max(1, engine.batchedDecodes - before.0)))
             }
             let (one, all) = (median(serial), median(together))
-            let isDefault = skipMaskedAbove == SteeringOptions.defaultSkipMaskedAbove && strategy == .selfAnchor
+            let isDefault = strategy == .selfAnchor
             output.row("\(concurrent) at once, \(name):".padding(38)
                 + "\(format(all)) tok/s aggregate vs \(format(one)) one after another (\(format(all / one))x; "
                 + "\(format(median(batching))) requests per decode)" + (isDefault ? Self.defaultMarker : ""),
@@ -309,37 +322,47 @@ struct BenchCommand: ParsableCommand {
     static let question =
         "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?"
 
-    /// The name of the decoder row that is `solve`'s default configuration.
-    static let defaultSelfAnchor = "self-anchor (adaptive masked pass 0.9)"
+    /// The decoder rows of Self-Anchor and spa, one per masked-pass mode.
+    static func rowName(_ strategy: Strategy, _ maskedPass: SteeringOptions.MaskedPass) -> String {
+        let mode: String
+        switch maskedPass {
+        case .every: mode = "masked pass every token"
+        case .speculative: mode = "speculative masked pass"
+        case .adaptive: mode = "adaptive masked pass \(SteeringOptions.defaultSkipMaskedAbove)"
+        }
+        return (strategy == .spa ? "spa (question anchored)" : "self-anchor") + ", " + mode
+    }
 
-    /// Plain greedy decoding, SPA (two sequences per batch), Self-Anchor and attention-anchor (Self-Anchor
-    /// plus an attention-reading pass per line), each generating `tokens` tokens.
+    /// The name of the decoder row that is `solve`'s default configuration.
+    static let defaultSelfAnchor = rowName(.selfAnchor, SteeringOptions.defaultMaskedPass)
+
+    /// Plain greedy decoding, SPA and Self-Anchor in each masked-pass mode, and attention-anchor
+    /// (Self-Anchor plus an attention-reading pass per line), each generating `tokens` tokens.
     func decoders() -> [(String, (Engine) throws -> Timings)] {
-        func solve(_ strategy: Strategy, skipMaskedAbove: Double? = SteeringOptions.defaultSkipMaskedAbove)
+        func solve(_ strategy: Strategy, _ maskedPass: SteeringOptions.MaskedPass = SteeringOptions.defaultMaskedPass)
             -> (Engine) throws -> Timings
         {
             { engine in
                 var request = SolveRequest(question: Self.question, strategy: strategy)
-                request.steering.skipMaskedAbove = skipMaskedAbove
+                request.steering.maskedPass = maskedPass
                 request.maxTokens = tokens
                 return try engine.solve(request).timings
             }
         }
         let messages: [ChatMessage] = [.user(Self.question + " Explain step by step.")]
-        func generate(_ anchors: [String]) -> (Engine) throws -> Timings {
+        func generate(_ anchors: [String], _ maskedPass: SteeringOptions.MaskedPass = .every) -> (Engine) throws -> Timings {
             { engine in
                 var request = GenerateRequest(messages: messages, anchors: anchors)
+                request.maskedPass = maskedPass
                 request.maxTokens = tokens
                 return try engine.generate(request).timings
             }
         }
-        return [
-            ("plain greedy", generate([])),
-            ("spa (question anchored)", generate([Self.question])),
-            ("self-anchor, masked pass every token", solve(.selfAnchor, skipMaskedAbove: nil)),
-            (Self.defaultSelfAnchor, solve(.selfAnchor)),
-            ("attention-anchor", solve(.attentionAnchor)),
-        ]
+        let modes = SteeringOptions.MaskedPass.allCases
+        return [("plain greedy", generate([]))]
+            + modes.map { (Self.rowName(.spa, $0), generate([Self.question], $0)) }
+            + modes.map { (Self.rowName(.selfAnchor, $0), solve(.selfAnchor, $0)) }
+            + [("attention-anchor", solve(.attentionAnchor))]
     }
 
     /// Generated tokens per second per sequence when `sequences` continuations advance together.

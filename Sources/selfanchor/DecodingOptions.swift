@@ -34,8 +34,11 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "attention-anchor: highest-FAI spans of the generation steered toward (with the question).")
     var anchorSpans: Int = 3
 
-    @Option(name: .long, help: "Adaptive masked pass: skip the masked context on tokens whose real top-1 probability is at least P ('off': run it on every token).")
-    var skipMaskedAbove: MaskedPassThreshold = .init(SteeringOptions.defaultSkipMaskedAbove)
+    @Option(name: .long, help: "How the masked context is decoded: every (on every token, the reference), speculative (the real context drafts, the masked one verifies the draft in one batch; exact), adaptive (skipped where the real top-1 probability reaches --skip-masked-above; not exact). Default: \(SteeringOptions.defaultMaskedPass.rawValue).")
+    var maskedPass: SteeringOptions.MaskedPass?
+
+    @Option(name: .long, help: "The adaptive masked pass's threshold P (given alone, it selects --masked-pass adaptive; 'off': every).")
+    var skipMaskedAbove: MaskedPassThreshold?
 
     @Flag(inversion: .prefixedNo, help: "Exact arithmetic: after 'expression =' the decoder writes the value (default: on only where measured to help; see README).")
     var calculator: Bool?
@@ -61,7 +64,7 @@ struct DecodingOptions: ParsableArguments {
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard maxSteps > 0 else { throw ValidationError("--max-steps must be positive") }
-        if let skipMaskedAbove = skipMaskedAbove.value, !(0...1).contains(skipMaskedAbove) {
+        if let skipMaskedAbove = skipMaskedAbove?.value, !(0...1).contains(skipMaskedAbove) {
             throw ValidationError("--skip-masked-above must be a probability between 0 and 1")
         }
         guard (0...32).contains(anchorSpans) else { throw ValidationError("--anchor-spans must be between 0 and 32") }
@@ -91,7 +94,11 @@ struct DecodingOptions: ParsableArguments {
         request.anchors = anchors
         request.placeholder = placeholder
         request.anchorSpans = anchorSpans
-        request.steering.skipMaskedAbove = skipMaskedAbove.value
+        if let skipMaskedAbove {
+            request.steering.skipMaskedAbove = skipMaskedAbove.value
+            request.steering.maskedPass = skipMaskedAbove.value == nil ? .every : .adaptive
+        }
+        if let maskedPass { request.steering.maskedPass = maskedPass }
         if let calculator { request.calculator = calculator }
     }
 }

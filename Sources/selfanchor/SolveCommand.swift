@@ -14,6 +14,7 @@ extension Strategy: ExpressibleByArgument {}
 extension TaskType: ExpressibleByArgument {}
 extension SteeringOptions.Mode: ExpressibleByArgument {}
 extension Planning: ExpressibleByArgument {}
+extension SteeringOptions.MaskedPass: ExpressibleByArgument {}
 
 /// `selfanchor solve`: one question, streamed to the terminal (or as NDJSON events with --json).
 struct SolveCommand: ParsableCommand {

@@ -27,7 +27,16 @@ def test_json_has_every_row_and_marks_the_default():
     assert report["rawSingle"]["tokensPerSecond"] > 0
     decoders = {row["name"]: row for row in report["decoders"]}
     assert decoders["plain greedy"]["ratioToPlain"] == 1.0
-    assert [row["name"] for row in report["decoders"] if row["default"]] == ["self-anchor (adaptive masked pass 0.9)"]
+    assert [row["name"] for row in report["decoders"] if row["default"]] == ["self-anchor, adaptive masked pass 0.9"]
+    # One row per masked-pass mode, for spa and self-anchor; the speculative rows report their drafts.
+    for strategy in ["spa (question anchored)", "self-anchor"]:
+        for mode in ["masked pass every token", "speculative masked pass", "adaptive masked pass 0.9"]:
+            assert f"{strategy}, {mode}" in decoders
+    # (Six tokens of self-anchor are all plan, which the defaults do not steer: no drafts there.)
+    speculative = decoders["spa (question anchored), speculative masked pass"]
+    assert 0 <= speculative["acceptanceRate"] <= 1 and speculative["meanAcceptedLength"] >= 0
+    for strategy in ["spa (question anchored)", "self-anchor"]:
+        assert "acceptanceRate" not in decoders[f"{strategy}, masked pass every token"]
     for row in report["decoders"]:
         assert row["tokensPerSecond"] > 0
         assert abs(row["ratioToPlain"] - row["tokensPerSecond"] / decoders["plain greedy"]["tokensPerSecond"]) < 1e-9

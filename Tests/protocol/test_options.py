@@ -25,6 +25,18 @@ def test_adaptive_masked_pass_is_the_default_and_null_turns_it_off():
         assert never["masked_skipped_n"] < default["masked_skipped_n"], "hardly any token is certain (p = 1.0)"
         bad = result(daemon, 4, {"skipMaskedAbove": 1.5})
         assert bad["error"]["code"] == -32602 and "skipMaskedAbove" in bad["error"]["message"]
+        # maskedPass picks the mode: speculative drafts and verifies (its counts in the timings), every
+        # skips nothing, adaptive is the default's behaviour.
+        speculative = result(daemon, 5, {"maskedPass": "speculative", "planOmega": 1.3})["result"]["timings"]
+        assert speculative["drafts_n"] > 0 and 0 < speculative["draft_accepted_n"] <= speculative["drafted_n"]
+        assert speculative["masked_skipped_n"] == 0
+        every = result(daemon, 6, {"maskedPass": "every"})["result"]["timings"]
+        assert every["masked_skipped_n"] == 0 and every["drafts_n"] == 0
+        adaptive = result(daemon, 7, {"maskedPass": "adaptive"})["result"]["timings"]
+        assert adaptive["masked_skipped_n"] == default["masked_skipped_n"] and adaptive["drafts_n"] == 0
+        wrong = result(daemon, 8, {"maskedPass": "sometimes"})
+        assert wrong["error"]["code"] == -32602 and "maskedPass" in wrong["error"]["message"]
+        assert result(daemon, 9, {})["result"]["timings"]["predicted_n"] > 0, "the daemon keeps serving"
     finally:
         daemon.kill()
 
