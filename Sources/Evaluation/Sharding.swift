@@ -86,8 +86,9 @@ public struct EvalRunInfo: Sendable, Equatable {
     }
 }
 
-/// `selfanchor eval merge`: the union of several runs of the same benchmark and columns (shards, or
-/// any partial runs), as one results file and one report.
+/// `selfanchor eval merge`: the union of several runs of the same benchmark (shards, partial runs, or
+/// runs of other columns on the same items, joined into one paired table), as one results file and one
+/// report; with `rescore`, every answer read again from its stored text by this build's extractor.
 public enum EvalMerge {
     public struct Merged {
         public var info: EvalRunInfo
@@ -99,7 +100,7 @@ public enum EvalMerge {
         public var shards: [Shard]
     }
 
-    public static func merge(_ directories: [String]) throws -> Merged {
+    public static func merge(_ directories: [String], rescore: Bool = false) throws -> Merged {
         guard !directories.isEmpty else { throw DatasetError(description: "eval merge: no run directories given") }
         var info: EvalRunInfo?
         var shards: [Shard] = []
@@ -115,13 +116,24 @@ public enum EvalMerge {
             } catch {
                 throw DatasetError(description: "\(directory): not an eval output directory (\(error))")
             }
-            if let first = info {
-                guard first.data == runInfo.data, first.columns.map(\.name) == runInfo.columns.map(\.name),
-                      first.columns.map(\.definition) == runInfo.columns.map(\.definition)
-                else {
-                    throw DatasetError(description: "\(directory) ran \(runInfo.columns.map(\.name)) on \(runInfo.data); "
-                        + "\(directories[0]) ran \(first.columns.map(\.name)) on \(first.data): only runs of the same data and columns merge")
+            if var first = info {
+                guard first.data == runInfo.data else {
+                    throw DatasetError(description: "\(directory) ran on \(runInfo.data); \(directories[0]) ran on \(first.data): "
+                        + "only runs of the same data merge")
                 }
+                // Columns of other runs join the table; one name must mean one definition.
+                for column in runInfo.columns {
+                    if let known = first.columns.first(where: { $0.name == column.name }) {
+                        guard known.definition == column.definition else {
+                            throw DatasetError(description: "\(directory) defines '\(column.name)' as "
+                                + (column.definition.map { "'\($0)'" } ?? "the strategy \(column.name)") + " but an earlier run as "
+                                + (known.definition.map { "'\($0)'" } ?? "the strategy \(column.name)") + ": rename one of them")
+                        }
+                    } else {
+                        first.columns.append(column)
+                    }
+                }
+                info = first
                 guard first.shard?.count == runInfo.shard?.count else {
                     throw DatasetError(description: "\(directory) is shard \(runInfo.shard?.description ?? "none") but \(directories[0]) is "
                         + "\(first.shard?.description ?? "unsharded"): shards of different splits do not merge")
@@ -135,7 +147,9 @@ public enum EvalMerge {
             }
             guard let text = try? readText(directory + "/results.jsonl") else { continue }
             for line in text.split(separator: "\n") {
-                guard let value = try? JSONValue.parse(String(line)), let record = EvalRecord(value) else { continue }
+                guard var value = try? JSONValue.parse(String(line)) else { continue }
+                if rescore { value = rescored(value) }
+                guard let record = EvalRecord(value) else { continue }
                 guard seen.insert(EvalRunner.key(record.id, record.strategy)).inserted else { continue }
                 lines.append(value)
                 records.append(record)
@@ -150,5 +164,23 @@ public enum EvalMerge {
         var merged = info!
         merged.shard = nil
         return Merged(info: merged, lines: lines, records: records, items: items, shards: shards.sorted { $0.index < $1.index })
+    }
+
+    /// A results line with its answer read again from the stored transcript (`result.text`) by this
+    /// build's extractor, and `correct` decided again; a line without a transcript stays as it is.
+    static func rescored(_ line: JSONValue) -> JSONValue {
+        guard var object = line.objectValue, let text = line["result"]?["text"]?.stringValue,
+              let task = line["task"]?.stringValue.flatMap(TaskType.init(rawValue:)),
+              let reference = line["reference"]?.stringValue
+        else { return line }
+        let extracted = AnswerExtractor.extract(text, task: task, question: line["question"]?.stringValue)
+        object["extracted"] = extracted.map(JSONValue.string) ?? .null
+        object["correct"] = .bool(AnswerExtractor.matches(extracted, reference: reference, task: task))
+        if var result = line["result"]?.objectValue, var answer = result["answer"]?.objectValue {
+            answer["extracted"] = extracted.map(JSONValue.string) ?? .null
+            result["answer"] = .object(answer)
+            object["result"] = .object(result)
+        }
+        return .object(object)
     }
 }

@@ -36,6 +36,9 @@ public enum AnswerExtractor {
         switch task {
         case .number:
             if let tail, let number = lastNumber(in: tail) { return number }
+            // No answer line: a boxed result is the model's answer even when words with numbers follow
+            // it ("\(\boxed{255}\) dollars for 3 months"); otherwise the last number.
+            if let boxed = lastBoxed(in: text), let number = lastNumber(in: Calculator.normalizeLaTeX(boxed)) { return number }
             return lastNumber(in: text)
         case .choice:
             let options = question.map(choiceOptions(in:)) ?? []

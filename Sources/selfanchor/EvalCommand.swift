@@ -150,17 +150,20 @@ struct EvalRunCommand: ParsableCommand {
 func lastPathComponent(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
 
 /// `selfanchor eval merge --out DIR RUN_DIR…`: one results file and report over several runs of the same
-/// data and columns (the shards of a sharded run).
+/// data (the shards of a sharded run, or runs of other columns on the same items, as one paired table).
 struct EvalMergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Merge eval runs (shards) into one results file, summary, chart and McNemar tests.")
+        abstract: "Merge eval runs (shards, or runs of other columns on the same data) into one results file, summary, chart and McNemar tests.")
 
     @Option(name: .long, help: "Directory for the merged results.jsonl, summary.md and accuracy.svg.")
     var out: String
 
     @Option(name: .long, help: "The column the others are compared with (default: self-anchor if present, else the first).")
     var target: String?
+
+    @Flag(name: .long, help: "Read every answer again from its stored text with this build's extractor (no decoding).")
+    var rescore = false
 
     @Argument(help: ArgumentHelp("The runs' --out directories.", valueName: "run-dir"))
     var runs: [String]
@@ -171,7 +174,7 @@ struct EvalMergeCommand: ParsableCommand {
 
     func run() throws {
         let merged: EvalMerge.Merged
-        do { merged = try EvalMerge.merge(runs) } catch { throw CommandFailure("\(error)") }
+        do { merged = try EvalMerge.merge(runs, rescore: rescore) } catch { throw CommandFailure("\(error)") }
         let names = merged.info.columns.map(\.name)
         if let target, !names.contains(target) {
             throw CommandFailure("--target '\(target)' is not a column (columns: \(names.joined(separator: ", ")))")

@@ -15,6 +15,10 @@ import Testing
         ("I computed 12 then 15.\nAnswer: 15.", "15"),
         ("The answer is 70000.", "70000"),
         ("Answer: 12.\nSome trailing words 99", "99"),
+        // No answer line: the boxed value, even with numbers after it; a boxed fraction is its value.
+        ("So Shiela will pay \\(\\boxed{255}\\) dollars each month for 3 months.", "255"),
+        ("The share is \\(\\boxed{\\frac{3}{4}}\\) of 8 pies.", "0.75"),
+        ("\\boxed{10} spoons, and then 2 more.\nAnswer: 12", "12"),
     ])
     func extracts(text: String, expected: String) {
         #expect(AnswerExtractor.extract(text, task: .number) == expected)

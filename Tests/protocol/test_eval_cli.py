@@ -126,12 +126,61 @@ def test_two_shards_merged_equal_one_unsharded_run(tmp_path):
     partial = subprocess.run([daemon_binary(), "eval", "merge", "--out", str(tmp_path / "partial"), str(shards[0])],
                              capture_output=True, text=True, timeout=60)
     assert partial.returncode == 0 and "shards 2/2 are missing" in partial.stderr
-    # Runs of other columns do not merge.
+    # A shard and an unsharded run do not merge.
     other = tmp_path / "other"
     run_eval(tmp_path, "--strategies", "plain", "--limit", "1", "--out", str(other))
     refused = subprocess.run([daemon_binary(), "eval", "merge", "--out", str(tmp_path / "x"), str(shards[0]), str(other)],
                              capture_output=True, text=True, timeout=60)
-    assert refused.returncode != 0 and "only runs of the same data and columns merge" in refused.stderr
+    assert refused.returncode != 0 and "shards of different splits do not merge" in refused.stderr
+
+
+def merge(tmp_path, *args, check=True):
+    process = subprocess.run([daemon_binary(), "eval", "merge", *map(str, args)], capture_output=True, text=True, timeout=60)
+    if check:
+        assert process.returncode == 0, process.stderr
+    return process
+
+
+def test_runs_of_other_columns_join_one_paired_table(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_eval(tmp_path, "--strategies", "plain", "--variant", "short=cot:maxTokens=6", "--out", str(first))
+    run_eval(tmp_path, "--strategies", "plain", "--variant", "tiny=cot:maxTokens=4", "--out", str(second))
+    joined = tmp_path / "joined"
+    process = merge(tmp_path, "--out", joined, first, second, "--target", "tiny")
+    rows = records(joined)
+    # plain is in both runs: its records are kept once, from the first run.
+    assert sorted(r["strategy"] for r in rows) == sorted(["plain", "short", "tiny"] * len(ITEMS))
+    assert [c["name"] for c in json.loads((joined / "run.json").read_text())["columns"]] == ["plain", "short", "tiny"]
+    summary = (joined / "summary.md").read_text()
+    assert "| short |" in summary and "| tiny |" in summary and "tiny vs baseline" in process.stdout
+    # One name with two definitions is refused, naming both.
+    clash = tmp_path / "clash"
+    run_eval(tmp_path, "--strategies", "", "--variant", "short=cot:maxTokens=5", "--limit", "1", "--out", str(clash))
+    refused = merge(tmp_path, "--out", tmp_path / "x", first, clash, check=False)
+    assert refused.returncode != 0
+    assert "'short=cot:maxTokens=5'" in refused.stderr and "'short=cot:maxTokens=6'" in refused.stderr
+
+
+def test_rescore_reads_answers_again_from_the_stored_text(tmp_path):
+    run = tmp_path / "run"
+    run_eval(tmp_path, "--strategies", "plain", "--out", str(run))
+    original = records(run)
+    # Spoil the stored verdicts: a rescore decides them again from each transcript.
+    spoiled = []
+    for row in original:
+        row = dict(row, extracted="maybe", correct=not row["correct"])
+        spoiled.append(json.dumps(row))
+    (run / "results.jsonl").write_text("\n".join(spoiled) + "\n")
+    kept = tmp_path / "kept"
+    merge(tmp_path, "--out", kept, run)
+    assert all(r["extracted"] == "maybe" for r in records(kept)), "without --rescore the stored answers stay"
+    rescored = tmp_path / "rescored"
+    merge(tmp_path, "--rescore", "--out", rescored, run)
+    again = {r["id"]: r for r in records(rescored)}
+    for row in original:
+        assert again[row["id"]]["extracted"] == row["extracted"]
+        assert again[row["id"]]["correct"] == row["correct"]
+        assert again[row["id"]]["result"]["answer"]["extracted"] == row["extracted"]
 
 
 @pytest.mark.parametrize("shard", ["0/2", "3/2", "1/0", "a/b", "1"])
