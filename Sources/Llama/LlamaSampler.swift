@@ -25,41 +25,39 @@ public struct SamplingOptions: Sendable, Equatable {
     public var isGreedy: Bool { temperature <= 0 }
 }
 
-/// A llama.cpp sampler chain (top-k → top-p → temperature → seeded draw, or greedy).
+/// A llama.cpp sampler: the shaping chain (top-k → top-p → temperature) and a seeded draw, or greedy.
 ///
-/// Owns the chain handle (freed in `deinit`). It samples from any logits array, which is how steered
-/// logits (not the context's own) are sampled with llama.cpp's samplers.
+/// Owns both handles (freed in `deinit`). It samples from any logits array, which is how steered
+/// logits (not the context's own) are sampled with llama.cpp's samplers. The shaping stages exist once:
+/// `sample` applies them and then the draw, `distribution` applies them alone.
 public final class LlamaSampler {
-    let pointer: UnsafeMutablePointer<llama_sampler>
-    /// The chain without its draw (top-k → top-p → temperature), for `distribution`; nil when greedy.
+    /// top-k → top-p → temperature; nil when greedy.
     private let shaping: UnsafeMutablePointer<llama_sampler>?
+    /// The seeded draw from the shaped candidates; nil when greedy.
+    private let draw: UnsafeMutablePointer<llama_sampler>?
     public let options: SamplingOptions
     private var candidates: [llama_token_data] = []
 
     public init(options: SamplingOptions = SamplingOptions()) {
-        var params = llama_sampler_chain_default_params()
-        params.no_perf = true
-        pointer = llama_sampler_chain_init(params)
         self.options = options
         if options.isGreedy {
-            llama_sampler_chain_add(pointer, llama_sampler_init_greedy())
             shaping = nil
+            draw = nil
         } else {
+            var params = llama_sampler_chain_default_params()
+            params.no_perf = true
             let shaping = llama_sampler_chain_init(params)!
             if options.topK > 0 { llama_sampler_chain_add(shaping, llama_sampler_init_top_k(options.topK)) }
             if options.topP < 1 { llama_sampler_chain_add(shaping, llama_sampler_init_top_p(options.topP, 1)) }
             llama_sampler_chain_add(shaping, llama_sampler_init_temp(options.temperature))
             self.shaping = shaping
-            if options.topK > 0 { llama_sampler_chain_add(pointer, llama_sampler_init_top_k(options.topK)) }
-            if options.topP < 1 { llama_sampler_chain_add(pointer, llama_sampler_init_top_p(options.topP, 1)) }
-            llama_sampler_chain_add(pointer, llama_sampler_init_temp(options.temperature))
-            llama_sampler_chain_add(pointer, llama_sampler_init_dist(options.seed))
+            draw = llama_sampler_init_dist(options.seed)
         }
     }
 
     deinit {
-        llama_sampler_free(pointer)
         if let shaping { llama_sampler_free(shaping) }
+        if let draw { llama_sampler_free(draw) }
     }
 
     /// The distribution `sample` draws from (after top-k, top-p and temperature), as token →
@@ -97,11 +95,12 @@ public final class LlamaSampler {
 
     /// Chooses a token from a full-vocabulary logits array.
     public func sample(_ logits: UnsafeBufferPointer<Float>) -> LlamaToken {
-        if options.isGreedy { return Self.argmax(logits) }
+        guard let shaping, let draw else { return Self.argmax(logits) }
         fillCandidates(logits)
         return candidates.withUnsafeMutableBufferPointer { buffer in
             var array = llama_token_data_array(data: buffer.baseAddress, size: buffer.count, selected: -1, sorted: false)
-            llama_sampler_apply(pointer, &array)
+            llama_sampler_apply(shaping, &array)
+            llama_sampler_apply(draw, &array)
             return array.data[Int(array.selected)].id
         }
     }

@@ -504,10 +504,9 @@ final class DecodingRun {
     /// Uniform draws for speculative sampling's acceptance test (seeded by the request's seed).
     private lazy var uniforms = SplitMix64(seed: UInt64(sampler.options.seed))
 
-    private var hasVerified: Bool {
-        if !verified.isEmpty && generated.count != verifiedAt { verified.removeAll() }
-        return !verified.isEmpty
-    }
+    /// Whether verified tokens are waiting for exactly this point of `generated` (a pure query: text
+    /// inserted since the draft clears them in `insert`).
+    private var hasVerified: Bool { !verified.isEmpty && generated.count == verifiedAt }
 
     private func takeVerified() -> (LlamaToken, Double) {
         verifiedAt += 1
@@ -532,11 +531,18 @@ final class DecodingRun {
         let sampling = !greedy && !sampler.options.isGreedy
         let context = realPrompt + generated
         var realLogits = [cache.logits(slot.real)]
+        // Sampling: each position's shaped real distribution, computed once, drafts from and verifies.
+        var realDistributions: [[LlamaToken: Double]] = []
         var drafts: [LlamaToken] = []
         let length = min(draftLength, limit)
         while true {
-            let token = realLogits[drafts.count].withUnsafeBufferPointer {
-                sampling ? sampler.sample($0) : LlamaSampler.argmax($0)
+            let token: LlamaToken
+            if sampling {
+                let p = realLogits[drafts.count].withUnsafeBufferPointer(sampler.distribution)
+                realDistributions.append(p)
+                token = Steering.sample(p, uniform: uniforms.nextUniform())
+            } else {
+                token = realLogits[drafts.count].withUnsafeBufferPointer(LlamaSampler.argmax)
             }
             drafts.append(token)
             if drafts.count >= length || endsDraft(token) { break }
@@ -569,7 +575,7 @@ final class DecodingRun {
                         Steering.combine(real: real, masked: masked, omega: omega, modulation: modulation, into: output)
                         let steeredLogits = UnsafeBufferPointer(output)
                         guard sampling else { return LlamaSampler.argmax(steeredLogits) }
-                        let p = sampler.distribution(real)
+                        let p = realDistributions[index]
                         let q = sampler.distribution(steeredLogits)
                         if Steering.acceptsDraft(realProbability: p[draft] ?? 0, steeredProbability: q[draft] ?? 0,
                                                  uniform: uniforms.nextUniform())

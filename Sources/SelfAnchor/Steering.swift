@@ -181,16 +181,24 @@ public enum Steering {
                 total += mass
             }
         }
-        if total <= 0 {
-            residual = q.map { ($0.key, $0.value) }
-            total = residual.reduce(0) { $0 + $1.1 }
-        }
-        residual.sort { $0.0 < $1.0 }
+        guard total > 0 else { return sample(q, uniform: uniform) }
+        return draw(residual, total: total, uniform: uniform)
+    }
+
+    /// The token a uniform draw in [0, 1) picks from a sparse distribution (token → probability), tokens
+    /// taken in id order so that a seed repeats.
+    public static func sample(_ distribution: [Int32: Double], uniform: Double) -> Int32 {
+        let masses = distribution.map { ($0.key, $0.value) }
+        return draw(masses, total: masses.reduce(0) { $0 + $1.1 }, uniform: uniform)
+    }
+
+    private static func draw(_ masses: [(Int32, Double)], total: Double, uniform: Double) -> Int32 {
+        let sorted = masses.sorted { $0.0 < $1.0 }
         var remaining = uniform * total
-        for (token, mass) in residual {
+        for (token, mass) in sorted {
             remaining -= mass
             if remaining < 0 { return token }
         }
-        return residual.last?.0 ?? 0
+        return sorted.last?.0 ?? 0
     }
 }
