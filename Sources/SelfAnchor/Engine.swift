@@ -237,9 +237,10 @@ public final class Engine: @unchecked Sendable {
                 let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder, field: "options.anchors")
                 run.maskedPass = request.steering.maskedPass
                 run.skipMaskedAbove = request.steering.skipMaskedAbove
+                run.draftsEndAtEquals = request.steering.resultOmega != nil
                 try run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
-                                 omega: request.steering.spaOmega, modulation: request.steering.modulation,
-                                 maxTokens: request.maxTokens, task: request.task)
+                                 omega: request.steering.spaOmega, resultOmega: request.steering.resultOmega,
+                                 modulation: request.steering.modulation, maxTokens: request.maxTokens, task: request.task)
             }
         }
     }
@@ -514,11 +515,12 @@ final class DecodingRun {
     }
 
     /// Whether a draft stops after this token: at a line end (where the decoder changes anchors), at
-    /// the end of generation, and, with the calculator on, at `=` (where it inserts a value).
+    /// the end of generation, and, with the calculator on or a `resultOmega`, at `=` (where a value is
+    /// inserted, or steered with its own ω).
     private func endsDraft(_ token: LlamaToken) -> Bool {
         if model.isEndOfGeneration(token) { return true }
         let piece = model.piece(token)
-        return piece.contains(UInt8(ascii: "\n")) || (calculator && piece.contains(UInt8(ascii: "=")))
+        return piece.contains(UInt8(ascii: "\n")) || ((calculator || draftsEndAtEquals) && piece.contains(UInt8(ascii: "=")))
     }
 
     /// Drafts up to `limit` tokens with the real context alone, has the masked context decode their
@@ -637,6 +639,8 @@ final class DecodingRun {
 
     /// Exact arithmetic (`SolveRequest.calculator`).
     var calculator = false
+    /// Speculative drafts stop at `=` (the value after it has its own ω, `SteeringOptions.resultOmega`).
+    var draftsEndAtEquals = false
 
     /// With the calculator on and the text ending in an arithmetic expression and `=`, writes the value
     /// after it (as the decoder's own tokens, which the model then reads) and reports the calculation.
@@ -667,8 +671,10 @@ final class DecodingRun {
 
     // MARK: Free text: plain, cot, ps+, re2, spa, generate
 
+    /// Free text, steered at `omega` when `masked` is given (`resultOmega`: the ω of the value after an
+    /// `=`, see `Steering.swift`).
     func freeText(messages: [ChatMessage], masked: [ChatMessage]?, assistantPrefix: String, omega: Double,
-                  modulation: Bool, maxTokens: Int, task: TaskType?) throws
+                  resultOmega: Double? = nil, modulation: Bool, maxTokens: Int, task: TaskType?) throws
     {
         realPrompt = try realPromptTokens(messages, assistantPrefix: assistantPrefix)
         if let masked { maskedPrompt = try promptTokens(masked, assistantPrefix: assistantPrefix) }
@@ -680,8 +686,10 @@ final class DecodingRun {
                 result.timings.stopReason = .maxTokens
                 break
             }
-            let (token, _) = try chooseToken(maskedSequence: maskedSequence, omega: omega, modulation: modulation,
-                                             draftLimit: maxTokens - result.timings.predictedN)
+            let writingResult = resultOmega != nil && Steering.isWritingResult(after: result.text)
+            let (token, _) = try chooseToken(maskedSequence: maskedSequence,
+                                             omega: writingResult ? resultOmega ?? omega : omega, modulation: modulation,
+                                             draftLimit: writingResult ? nil : maxTokens - result.timings.predictedN)
             if model.isEndOfGeneration(token) { break }
             generated.append(token)
             result.timings.predictedN += 1

@@ -54,6 +54,7 @@ extension DecodingRun {
     func selfAnchor(_ request: SolveRequest) throws {
         maskedPass = request.steering.maskedPass
         skipMaskedAbove = request.steering.skipMaskedAbove
+        draftsEndAtEquals = request.steering.resultOmega != nil
         let planning = request.planning
         result.planning = planning
         let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task, planning: planning,
@@ -182,7 +183,12 @@ extension DecodingRun {
         decoding: while true {
             try checkCancelled()
             let (steeringSequence, maskedTokens) = maskedContext(segment)
-            let maskedSequence = segment.omega == 1 && !attentionMode ? nil : steeringSequence
+            // The value after an `=` may be steered differently (`resultOmega`), token by token (a step's
+            // new line, whose line break joins `segment.text` with its first token, is not a value).
+            let writingResult = steering.resultOmega != nil && !stepLineStarting
+                && Steering.isWritingResult(after: segment.text)
+            let tokenOmega = writingResult ? steering.resultOmega ?? segment.omega : segment.omega
+            let maskedSequence = tokenOmega == 1 && !attentionMode ? nil : steeringSequence
             guard try advance(maskedSequence: maskedSequence, maskedTokens: maskedTokens) else {
                 end(&segment)
                 break
@@ -201,10 +207,12 @@ extension DecodingRun {
                 end(&segment)
                 break
             }
-            // A draft may run to the end of the line, but not past the point where the answer is asked for.
+            // A draft may run to the end of the line, but not past the point where the answer is asked for,
+            // nor past an `=` when the value after it has its own ω (one ω per draft keeps it exact).
             let budget = segment.phase == .answer ? request.maxTokens : request.maxTokens - reserve
-            let (token, probability) = try chooseToken(maskedSequence: maskedSequence, omega: segment.omega,
-                                                       modulation: steering.modulation, draftLimit: budget - predicted)
+            let (token, probability) = try chooseToken(maskedSequence: maskedSequence, omega: tokenOmega,
+                                                       modulation: steering.modulation,
+                                                       draftLimit: writingResult ? nil : budget - predicted)
             if model.isEndOfGeneration(token) {
                 end(&segment)
                 if segment.phase == .answer { break }

@@ -13,6 +13,12 @@
 // ω = 1 leaves the real logits untouched (plain decoding); ω = 0 gives the masked logits (the model
 // without the anchor); ω > 1 amplifies what the anchor contributes.
 //
+// Computed values (`resultOmega`): while the model writes the value after an `=` (the line's text since
+// its last `=` is only spaces, digits and `$ , . %`), the token is chosen at ω = resultOmega instead of
+// the line's ω. The anchors hold the facts, not the arithmetic: the masked context sees the same
+// expression, so amplifying real − masked there only adds noise to the digits (at ω = 2 the 1.5B model
+// wrote 500 × 24 = 120,000 where it wrote 12,000 unsteered).
+//
 // Adaptive masked pass (`skipMaskedAbove` = τ, 0.9 by default; nil turns it off): a token whose real top-1 probability
 // p₁ ≥ τ is taken without the masked context, which is then not decoded for it (it catches up, all
 // missed tokens in one batch, at the next token that needs it). Why this rarely changes the choice:
@@ -47,6 +53,8 @@ public struct SteeringOptions: Sendable, Equatable {
     public var stepOmega: Double = 2
     /// ω_base for the answer line (anchor: the question); nil: `planOmega`.
     public var answerOmega: Double? = nil
+    /// ω for the value the model writes after an `=` (see the file's header); nil: the line's own ω.
+    public var resultOmega: Double? = nil
     /// ω of `spa` (anchors: the caller's, or the question), SPA's own range.
     public var spaOmega: Double = 1.3
     /// `fixed`: ω = ω_base always; `adaptive`: ω scaled by the previous step's confidence.
@@ -103,6 +111,19 @@ public enum Steering {
     public static func omega(base: Double, confidence: Double?, options: SteeringOptions) -> Double {
         guard let confidence else { return base }
         return 1 + (base - 1) * gain(confidence: confidence, options: options)
+    }
+
+    /// Whether the next token continues the value after an `=`: the text since the last `=` of its
+    /// last line is only spaces, digits and `$ , . %` (and there is such an `=`).
+    public static func isWritingResult<Text: StringProtocol>(after text: Text) -> Bool {
+        for character in text.reversed() {
+            switch character {
+            case "=": return true
+            case " ", "$", ",", ".", "%", "0"..."9": continue
+            default: return false
+            }
+        }
+        return false
     }
 
     /// The harmonic mean n / Σ 1/p_i of token probabilities; nil for no tokens. A zero probability

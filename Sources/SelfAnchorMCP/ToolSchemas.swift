@@ -141,6 +141,12 @@ enum ToolSchemas {
               "maximum": 10,
               "description": "self-anchor: ω_base of the answer line (default: planOmega)"
             },
+            "resultOmega": {
+              "type": "number",
+              "minimum": -10,
+              "maximum": 10,
+              "description": "self-anchor and spa: ω of the value the model writes after an '=' (1: unsteered; default: the line's own ω)"
+            },
             "planning": {
               "enum": [
                 "interleaved",

@@ -58,6 +58,7 @@ public struct SolveOptions: Sendable, Equatable {
     public var planOmega: Double?
     public var stepOmega: Double?
     public var answerOmega: Double?
+    public var resultOmega: Double?
     public var omegaMode: OmegaModeName?
     public var modulation: Bool?
     public var referenceConfidence: Double?
@@ -79,7 +80,7 @@ public struct SolveOptions: Sendable, Equatable {
     public var calculator: Bool?
 
     public static let keys: Set<String> = [
-        "omega", "planOmega", "stepOmega", "answerOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
+        "omega", "planOmega", "stepOmega", "answerOmega", "resultOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
         "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans",
         "skipMaskedAbove", "maskedPass", "planning", "calculator",
     ]
@@ -92,6 +93,7 @@ public struct SolveOptions: Sendable, Equatable {
         planOmega = try options.double("planOmega", in: -10...10)
         stepOmega = try options.double("stepOmega", in: -10...10)
         answerOmega = try options.double("answerOmega", in: -10...10)
+        resultOmega = try options.double("resultOmega", in: -10...10)
         omegaMode = try options.choice("omegaMode", as: OmegaModeName.self)
         modulation = try options.bool("modulation")
         referenceConfidence = try options.double("referenceConfidence", in: 0...0.99)

@@ -48,6 +48,7 @@ extension SolveRequest {
         if let value = options.planOmega { steering.planOmega = value }
         if let value = options.stepOmega { steering.stepOmega = value }
         if let value = options.answerOmega { steering.answerOmega = value }
+        if let value = options.resultOmega { steering.resultOmega = value }
         if let value = options.omegaMode { steering.mode = SteeringOptions.Mode(value) }
         if let value = options.modulation { steering.modulation = value }
         if let value = options.referenceConfidence { steering.referenceConfidence = value }

@@ -16,6 +16,9 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "ω_base for the answer line (default: --plan-omega).")
     var answerOmega: Double?
 
+    @Option(name: .long, help: "ω for the value the model writes after an '=' (1: unsteered; default: the line's own ω).")
+    var resultOmega: Double?
+
     @Option(name: .long, help: "self-anchor: upfront (the whole plan, then one step per item) or interleaved (Plan k / Step k alternate). (default: upfront)")
     var planning: Planning?
 
@@ -68,7 +71,7 @@ struct DecodingOptions: ParsableArguments {
             throw ValidationError("--skip-masked-above must be a probability between 0 and 1")
         }
         guard (0...32).contains(anchorSpans) else { throw ValidationError("--anchor-spans must be between 0 and 32") }
-        for value in [omega, planOmega, stepOmega, answerOmega].compactMap({ $0 }) where !value.isFinite {
+        for value in [omega, planOmega, stepOmega, answerOmega, resultOmega].compactMap({ $0 }) where !value.isFinite {
             throw ValidationError("ω must be a finite number")
         }
         guard temperature >= 0 && temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
@@ -86,6 +89,7 @@ struct DecodingOptions: ParsableArguments {
         if let planOmega { request.steering.planOmega = planOmega }
         if let stepOmega { request.steering.stepOmega = stepOmega }
         if let answerOmega { request.steering.answerOmega = answerOmega }
+        if let resultOmega { request.steering.resultOmega = resultOmega }
         if let planning { request.planning = planning }
         request.steering.modulation = modulation
         request.sampling = SamplingOptions(temperature: temperature, topP: topP, topK: topK, seed: seed)

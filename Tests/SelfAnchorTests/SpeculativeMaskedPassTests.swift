@@ -100,6 +100,33 @@ extension RealModelTests { @Suite struct SpeculativeMaskedPassTests {
         #expect(timings.maskedN > timings.predictedN)
     }
 
+    /// `resultOmega` changes the ω of the value after an `=` and nothing else: two solves that differ only
+    /// in it write the same text up to a point inside such a value. With it, speculative drafts stop at
+    /// `=` and stay exact.
+    @Test func resultOmegaSteersOnlyTheValueAfterAnEqualsSign() throws {
+        let question = ConcurrentRequestsTests.questions[1]
+        let configure: (Double) -> (inout SolveRequest) -> Void = { omega in
+            { $0.planning = .interleaved; $0.steering.maskedPass = .every; $0.steering.resultOmega = omega }
+        }
+        let unsteered = try solve(question, configure(1))
+        let reversed = try solve(question, configure(-3))
+        #expect(unsteered.text.contains("="), "the test needs a computed value:\n\(unsteered.text)")
+        let (a, b) = (Array(unsteered.text.unicodeScalars), Array(reversed.text.unicodeScalars))
+        var common = 0
+        while common < min(a.count, b.count) && a[common] == b[common] { common += 1 }
+        #expect(common < min(a.count, b.count), "ω −3 on the values changes some value:\n\(unsteered.text)")
+        let prefix = String(String.UnicodeScalarView(a[..<common]))
+        #expect(Steering.isWritingResult(after: prefix),
+                "the texts part inside a value after '=':\n\(unsteered.text)\n---\n\(reversed.text)")
+
+        let speculative = try solve(question) {
+            $0.planning = .interleaved; $0.steering.maskedPass = .speculative; $0.steering.resultOmega = 1
+        }
+        #expect(speculative.steps.first?.reason?.text == unsteered.steps.first?.reason?.text,
+                "the first step, with its value, agrees:\n\(unsteered.text)\n---\n\(speculative.text)")
+        #expect(speculative.timings.draftsN > 0)
+    }
+
     @Test func aDraftNeverRunsPastTheTokenBudget() throws {
         let result = try solve(Self.questions[1]) { $0.maxTokens = 37; $0.steering.maskedPass = .speculative }
         #expect(result.timings.predictedN <= 37)

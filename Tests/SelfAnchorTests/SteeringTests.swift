@@ -29,6 +29,15 @@ import Testing
         #expect(Steering.omega(base: 1.5, confidence: 0.3, options: fixed) == 1.5)
     }
 
+    @Test func theValueAfterAnEqualsSignIsAResultUntilItsNumberEnds() {
+        for text in ["4 × 12 =", "4 × 12 = ", "so 4 × 12 = 4", "= $1,200.5", "half = 50 %", "x = 3 = 3."] {
+            #expect(Steering.isWritingResult(after: text), "\(text)")
+        }
+        for text in ["", "4 × 12", "4 × 12 = 48 apples", "a = 3\n", "= 48\nHe has 48", "12 = 4 × 3", "y = x"] {
+            #expect(!Steering.isWritingResult(after: text), "\(text)")
+        }
+    }
+
     @Test func harmonicMean() {
         #expect(Steering.harmonicMean([]) == nil)
         #expect(abs(Steering.harmonicMean([0.5, 0.5])! - 0.5) < 1e-12)

@@ -73,7 +73,7 @@ def test_calculator_planning_and_answer_omega_over_the_wire():
         assert plain["result"]["timings"]["calculations_n"] == 0
         # Upfront planning: the plan's items first, then one step per item; the result says so.
         events, reply = events_and_result(daemon, 3, {"question": QUESTION, "options": {
-            "maxTokens": 120, "planning": "upfront", "answerOmega": 1.7}})
+            "maxTokens": 120, "planning": "upfront", "answerOmega": 1.7, "resultOmega": 1}})
         result = reply["result"]
         assert result["planning"] == "upfront" and result["text"].startswith("Plan:\n1.")
         kinds = [e["event"] for e in events if e["event"] in ("plan", "reason")]
@@ -85,7 +85,8 @@ def test_calculator_planning_and_answer_omega_over_the_wire():
         # Bad values name the field.
         for request_id, options, field in [(5, {"planning": "sideways"}, "params.options.planning"),
                                            (6, {"calculator": "yes"}, "params.options.calculator"),
-                                           (7, {"answerOmega": 11}, "params.options.answerOmega")]:
+                                           (7, {"answerOmega": 11}, "params.options.answerOmega"),
+                                           (8, {"resultOmega": "one"}, "params.options.resultOmega")]:
             _, bad = events_and_result(daemon, request_id, {"question": QUESTION, "options": options})
             assert bad["error"]["code"] == -32602 and bad["error"]["data"]["field"] == field, bad
     finally:
