@@ -17,7 +17,7 @@
 // its last `=` is only spaces, digits and `$ , . %`), the token is chosen at ω = resultOmega instead of
 // the line's ω. The anchors hold the facts, not the arithmetic: the masked context sees the same
 // expression, so amplifying real − masked there only adds noise to the digits (at ω = 2 the 1.5B model
-// wrote 500 × 24 = 120,000 where it wrote 12,000 unsteered).
+// wrote 500 × 24 = 120,000 where it wrote 12,000 unsteered). Self-anchor's default is 1 (unsteered).
 //
 // Adaptive masked pass (`skipMaskedAbove` = τ, 0.9 by default; nil turns it off): a token whose real top-1 probability
 // p₁ ≥ τ is taken without the masked context, which is then not decoded for it (it catches up, all
@@ -53,8 +53,12 @@ public struct SteeringOptions: Sendable, Equatable {
     public var stepOmega: Double = 2
     /// ω_base for the answer line (anchor: the question); nil: `planOmega`.
     public var answerOmega: Double? = nil
-    /// ω for the value the model writes after an `=` (see the file's header); nil: the line's own ω.
+    /// ω for the value the model writes after an `=` (see the file's header). nil: the strategy's
+    /// default, `selfAnchorResultOmega` for self-anchor and attention-anchor, the line's own ω for spa.
     public var resultOmega: Double? = nil
+    /// Self-anchor leaves computed values unsteered unless told otherwise: on gsm8k-dev (200 items, paired,
+    /// README "Computed values unsteered") that answered more items than steering them at the step's ω.
+    public static let selfAnchorResultOmega = 1.0
     /// ω of `spa` (anchors: the caller's, or the question), SPA's own range.
     public var spaOmega: Double = 1.3
     /// `fixed`: ω = ω_base always; `adaptive`: ω scaled by the previous step's confidence.
@@ -88,11 +92,12 @@ public struct SteeringOptions: Sendable, Equatable {
 
     public init() {}
 
-    /// One ω for every line (`--omega 1.5`): plans, steps, the answer and `spa`.
+    /// One ω for every token (`--omega 1.5`): plans, steps, the answer, computed values and `spa`.
     public init(omega: Double, mode: Mode = .fixed) {
         planOmega = omega
         stepOmega = omega
         spaOmega = omega
+        resultOmega = omega
         self.mode = mode
     }
 }

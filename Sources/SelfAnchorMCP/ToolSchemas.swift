@@ -145,7 +145,7 @@ enum ToolSchemas {
               "type": "number",
               "minimum": -10,
               "maximum": 10,
-              "description": "self-anchor and spa: ω of the value the model writes after an '=' (1: unsteered; default: the line's own ω)"
+              "description": "self-anchor and spa: ω of the value the model writes after an '=' (1: unsteered; default 1 for self-anchor, the line's own ω for spa; omega sets it too)"
             },
             "planning": {
               "enum": [

@@ -44,6 +44,7 @@ extension SolveRequest {
             steering.planOmega = omega
             steering.stepOmega = omega
             steering.spaOmega = omega
+            steering.resultOmega = omega
         }
         if let value = options.planOmega { steering.planOmega = value }
         if let value = options.stepOmega { steering.stepOmega = value }

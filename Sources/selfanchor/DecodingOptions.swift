@@ -4,7 +4,7 @@ import SelfAnchor
 
 /// Steering, sampling and limits: the options `solve` and `eval` share.
 struct DecodingOptions: ParsableArguments {
-    @Option(name: .long, help: "One ω_base for plans, steps, the answer and spa (1: no steering).")
+    @Option(name: .long, help: "One ω_base for plans, steps, the answer, computed values and spa (1: no steering).")
     var omega: Double?
 
     @Option(name: .long, help: "ω_base for plan lines. (default: \(SteeringOptions().planOmega))")
@@ -16,7 +16,7 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "ω_base for the answer line (default: --plan-omega).")
     var answerOmega: Double?
 
-    @Option(name: .long, help: "ω for the value the model writes after an '=' (1: unsteered; default: the line's own ω).")
+    @Option(name: .long, help: "ω for the value the model writes after an '=' (default: 1, unsteered, for self-anchor; the line's own ω for spa).")
     var resultOmega: Double?
 
     @Option(name: .long, help: "self-anchor: upfront (the whole plan, then one step per item) or interleaved (Plan k / Step k alternate). (default: upfront)")
@@ -84,6 +84,7 @@ struct DecodingOptions: ParsableArguments {
             request.steering.planOmega = omega
             request.steering.stepOmega = omega
             request.steering.spaOmega = omega
+            request.steering.resultOmega = omega
         }
         if let omegaMode { request.steering.mode = omegaMode }
         if let planOmega { request.steering.planOmega = planOmega }

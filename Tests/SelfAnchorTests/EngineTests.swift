@@ -250,11 +250,17 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
     }
 
     @Test func adaptiveMaskedPassSkipsConfidentTokens() throws {
-        // Every line steered (by default plans are not), so that every token is a candidate for skipping;
+        // Every line and value steered (by default plans and computed values are not), so that every token
+        // is a candidate for skipping;
         // interleaved, where a step's masked context extends the question-masked one (upfront, masking
         // plan item k re-decodes what follows it for every step, with or without skipping).
         func solve(_ configure: (inout SolveRequest) -> Void) throws -> SolveResult {
-            try self.solve { $0.steering.planOmega = 1.3; $0.planning = .interleaved; configure(&$0) }
+            try self.solve {
+                $0.steering.planOmega = 1.3
+                $0.steering.resultOmega = 2
+                $0.planning = .interleaved
+                configure(&$0)
+            }
         }
         let always = try solve { $0.maxTokens = 60; $0.steering.skipMaskedAbove = nil }
         let adaptive = try solve { $0.maxTokens = 60 }  // τ = 0.9, the default
