@@ -237,10 +237,10 @@ public final class Engine: @unchecked Sendable {
                 let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder, field: "options.anchors")
                 run.maskedPass = request.steering.maskedPass
                 run.skipMaskedAbove = request.steering.skipMaskedAbove
-                run.draftsEndAtEquals = request.steering.resultOmega != nil
+                run.resultOmega = request.steering.resultOmega
                 try run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
-                                 omega: request.steering.spaOmega, resultOmega: request.steering.resultOmega,
-                                 modulation: request.steering.modulation, maxTokens: request.maxTokens, task: request.task)
+                                 omega: request.steering.spaOmega, modulation: request.steering.modulation,
+                                 maxTokens: request.maxTokens, task: request.task)
             }
         }
     }
@@ -520,7 +520,7 @@ final class DecodingRun {
     private func endsDraft(_ token: LlamaToken) -> Bool {
         if model.isEndOfGeneration(token) { return true }
         let piece = model.piece(token)
-        return piece.contains(UInt8(ascii: "\n")) || ((calculator || draftsEndAtEquals) && piece.contains(UInt8(ascii: "=")))
+        return piece.contains(UInt8(ascii: "\n")) || ((calculator || resultOmega != nil) && piece.contains(UInt8(ascii: "=")))
     }
 
     /// Drafts up to `limit` tokens with the real context alone, has the masked context decode their
@@ -639,8 +639,16 @@ final class DecodingRun {
 
     /// Exact arithmetic (`SolveRequest.calculator`).
     var calculator = false
-    /// Speculative drafts stop at `=` (the value after it has its own ω, `SteeringOptions.resultOmega`).
-    var draftsEndAtEquals = false
+    /// The ω of the value the model writes after an `=` (`SteeringOptions.resultOmega`, the strategy's
+    /// default applied); nil: the line's own ω. When set, speculative drafts stop at `=`.
+    var resultOmega: Double?
+
+    /// The ω of the next token after `text` (the line, or the transcript, so far): `resultOmega` while it
+    /// ends inside a value after `=` (`inValue`, where no draft may start), the line's ω otherwise.
+    func nextTokenOmega(line omega: Double, after text: some StringProtocol) -> (omega: Double, inValue: Bool) {
+        guard let resultOmega, Steering.isWritingResult(after: text) else { return (omega, false) }
+        return (resultOmega, true)
+    }
 
     /// With the calculator on and the text ending in an arithmetic expression and `=`, writes the value
     /// after it (as the decoder's own tokens, which the model then reads) and reports the calculation.
@@ -671,10 +679,9 @@ final class DecodingRun {
 
     // MARK: Free text: plain, cot, ps+, re2, spa, generate
 
-    /// Free text, steered at `omega` when `masked` is given (`resultOmega`: the ω of the value after an
-    /// `=`, see `Steering.swift`).
+    /// Free text, steered at `omega` when `masked` is given (values after `=` at `resultOmega`).
     func freeText(messages: [ChatMessage], masked: [ChatMessage]?, assistantPrefix: String, omega: Double,
-                  resultOmega: Double? = nil, modulation: Bool, maxTokens: Int, task: TaskType?) throws
+                  modulation: Bool, maxTokens: Int, task: TaskType?) throws
     {
         realPrompt = try realPromptTokens(messages, assistantPrefix: assistantPrefix)
         if let masked { maskedPrompt = try promptTokens(masked, assistantPrefix: assistantPrefix) }
@@ -686,10 +693,9 @@ final class DecodingRun {
                 result.timings.stopReason = .maxTokens
                 break
             }
-            let writingResult = resultOmega != nil && Steering.isWritingResult(after: result.text)
-            let (token, _) = try chooseToken(maskedSequence: maskedSequence,
-                                             omega: writingResult ? resultOmega ?? omega : omega, modulation: modulation,
-                                             draftLimit: writingResult ? nil : maxTokens - result.timings.predictedN)
+            let next = nextTokenOmega(line: omega, after: result.text)
+            let (token, _) = try chooseToken(maskedSequence: maskedSequence, omega: next.omega, modulation: modulation,
+                                             draftLimit: next.inValue ? nil : maxTokens - result.timings.predictedN)
             if model.isEndOfGeneration(token) { break }
             generated.append(token)
             result.timings.predictedN += 1

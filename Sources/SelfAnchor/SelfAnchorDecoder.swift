@@ -54,8 +54,7 @@ extension DecodingRun {
     func selfAnchor(_ request: SolveRequest) throws {
         maskedPass = request.steering.maskedPass
         skipMaskedAbove = request.steering.skipMaskedAbove
-        let resultOmega = request.steering.resultOmega ?? SteeringOptions.selfAnchorResultOmega
-        draftsEndAtEquals = true
+        resultOmega = request.steering.resultOmega ?? SteeringOptions.selfAnchorResultOmega
         let planning = request.planning
         result.planning = planning
         let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task, planning: planning,
@@ -186,8 +185,8 @@ extension DecodingRun {
             let (steeringSequence, maskedTokens) = maskedContext(segment)
             // The value after an `=` may be steered differently (`resultOmega`), token by token (a step's
             // new line, whose line break joins `segment.text` with its first token, is not a value).
-            let writingResult = !stepLineStarting && Steering.isWritingResult(after: segment.text)
-            let tokenOmega = writingResult ? resultOmega : segment.omega
+            let (tokenOmega, writingResult) = stepLineStarting
+                ? (segment.omega, false) : nextTokenOmega(line: segment.omega, after: segment.text)
             let maskedSequence = tokenOmega == 1 && !attentionMode ? nil : steeringSequence
             guard try advance(maskedSequence: maskedSequence, maskedTokens: maskedTokens) else {
                 end(&segment)
