@@ -55,7 +55,7 @@ extension DecodingRun {
         maskedPass = request.steering.maskedPass
         skipMaskedAbove = request.steering.skipMaskedAbove
         resultOmega = request.steering.resultOmega ?? SteeringOptions.selfAnchorResultOmega
-        let planning = request.planning
+        let planning = request.planning ?? .default(for: request.task)
         result.planning = planning
         let messages = Prompts.selfAnchorMessages(question: request.question, task: request.task, planning: planning,
                                                   placeholder: request.placeholder)

@@ -10,8 +10,9 @@ public struct SolveRequest: Sendable {
     public var sampling = SamplingOptions()
     /// The most tokens the model may generate (headers the decoder inserts do not count).
     public var maxTokens: Int = 768
-    /// Self-Anchor's layout: plans interleaved with steps, or the whole plan first.
-    public var planning: Planning = .upfront
+    /// Self-Anchor's layout: plans interleaved with steps, or the whole plan first; nil: the task's
+    /// default (`Planning.default(for:)`).
+    public var planning: Planning? = nil
     /// The most plan/step pairs before the decoder asks for the answer.
     public var maxSteps: Int = 10
     /// `spa` only: strings of the prompt to steer toward (default: the whole question).
@@ -37,6 +38,14 @@ public enum Planning: String, Sendable, CaseIterable {
     case interleaved
     /// `Plan:` with numbered items, then `Step 1:`, `Step 2:`, … carrying them out in order.
     case upfront
+
+    /// The layout that answered the most on the task's dev split (README, "Results on the dev splits"):
+    /// yes/no questions interleaved (strategyqa-dev: a plan written after the step before it ends on a
+    /// verdict, where a whole plan of lookups ends on a fact and the answer line guesses "yes"); number,
+    /// math and choice tasks upfront.
+    public static func `default`(for task: TaskType) -> Planning {
+        task == .yesno ? .interleaved : .upfront
+    }
 }
 
 /// General SPA-steered generation for any conversation (code, prose), not only problem solving.

@@ -152,7 +152,7 @@ enum ToolSchemas {
                 "interleaved",
                 "upfront"
               ],
-              "description": "self-anchor: plans interleaved with steps, or the whole plan first and one step per plan item"
+              "description": "self-anchor: plans interleaved with steps, or the whole plan first and one step per plan item (default: interleaved for yes/no tasks, upfront otherwise)"
             },
             "calculator": {
               "type": "boolean",

@@ -19,7 +19,7 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "ω for the value the model writes after an '=' (default: 1, unsteered, for self-anchor; the line's own ω for spa).")
     var resultOmega: Double?
 
-    @Option(name: .long, help: "self-anchor: upfront (the whole plan, then one step per item) or interleaved (Plan k / Step k alternate). (default: upfront)")
+    @Option(name: .long, help: "self-anchor: upfront (the whole plan, then one step per item) or interleaved (Plan k / Step k alternate). (default: interleaved for yes/no questions, upfront otherwise)")
     var planning: Planning?
 
     @Option(name: .long, help: "fixed, or adaptive (ω scaled by the previous line's confidence). (default: \(SteeringOptions().mode.rawValue))")

@@ -279,6 +279,21 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
         #expect(never.text.hasPrefix("Plan 1:"))
     }
 
+    @Test func theLayoutDefaultsByTaskAndAnExplicitOneWins() throws {
+        // Yes/no questions are laid out interleaved unless the request says otherwise; numbers upfront.
+        let yesNo = try solve { $0.question = "Is the sun larger than the moon?"; $0.task = .yesno; $0.maxTokens = 40 }
+        #expect(yesNo.planning == .interleaved)
+        #expect(yesNo.text.hasPrefix("Plan 1:"))
+        let number = try solve { $0.maxTokens = 40 }
+        #expect(number.planning == .upfront)
+        #expect(number.text.hasPrefix("Plan:\n1."))
+        let yesNoUpfront = try solve {
+            $0.question = "Is the sun larger than the moon?"; $0.task = .yesno; $0.planning = .upfront; $0.maxTokens = 40
+        }
+        #expect(yesNoUpfront.planning == .upfront)
+        #expect(yesNoUpfront.text.hasPrefix("Plan:\n1."))
+    }
+
     @Test func upfrontPlanningWritesThePlanFirstThenOneStepPerItem() throws {
         nonisolated(unsafe) var events: [DecoderEvent] = []
         let result = try solve({ $0.planning = .upfront; $0.maxTokens = 200; $0.maxSteps = 4 }) { events.append($0) }

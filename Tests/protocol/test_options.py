@@ -82,6 +82,12 @@ def test_calculator_planning_and_answer_omega_over_the_wire():
             "maxTokens": 40, "planning": "interleaved"}})
         assert interleaved["result"]["planning"] == "interleaved"
         assert interleaved["result"]["text"].startswith("Plan 1:")
+        # Without a layout, a yes/no question is interleaved (the task's default), a number upfront.
+        _, yes_no = events_and_result(daemon, 9, {"question": "Is the sun larger than the moon?", "task": "yesno",
+                                                  "options": {"maxTokens": 30}})
+        assert yes_no["result"]["planning"] == "interleaved" and yes_no["result"]["text"].startswith("Plan 1:")
+        _, number = events_and_result(daemon, 10, {"question": QUESTION, "options": {"maxTokens": 30}})
+        assert number["result"]["planning"] == "upfront"
         # Bad values name the field.
         for request_id, options, field in [(5, {"planning": "sideways"}, "params.options.planning"),
                                            (6, {"calculator": "yes"}, "params.options.calculator"),
