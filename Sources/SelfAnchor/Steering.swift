@@ -94,11 +94,17 @@ public struct SteeringOptions: Sendable, Equatable {
 
     /// One ω for every token (`--omega 1.5`): plans, steps, the answer, computed values and `spa`.
     public init(omega: Double, mode: Mode = .fixed) {
+        setOmega(omega)
+        self.mode = mode
+    }
+
+    /// Sets one ω for every token: plans, steps, computed values and `spa`; the answer line follows the
+    /// plans unless `answerOmega` is set. What `--omega` and `options.omega` mean.
+    public mutating func setOmega(_ omega: Double) {
         planOmega = omega
         stepOmega = omega
         spaOmega = omega
         resultOmega = omega
-        self.mode = mode
     }
 }
 

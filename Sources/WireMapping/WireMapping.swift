@@ -40,12 +40,7 @@ extension SolveRequest {
 
     /// Sets what the options set; the rest keeps its value.
     public mutating func apply(_ options: SolveOptions) {
-        if let omega = options.omega {
-            steering.planOmega = omega
-            steering.stepOmega = omega
-            steering.spaOmega = omega
-            steering.resultOmega = omega
-        }
+        if let omega = options.omega { steering.setOmega(omega) }
         if let value = options.planOmega { steering.planOmega = value }
         if let value = options.stepOmega { steering.stepOmega = value }
         if let value = options.answerOmega { steering.answerOmega = value }

@@ -80,12 +80,7 @@ struct DecodingOptions: ParsableArguments {
 
     /// Applies the options to a request.
     func configure(_ request: inout SolveRequest) {
-        if let omega {
-            request.steering.planOmega = omega
-            request.steering.stepOmega = omega
-            request.steering.spaOmega = omega
-            request.steering.resultOmega = omega
-        }
+        if let omega { request.steering.setOmega(omega) }
         if let omegaMode { request.steering.mode = omegaMode }
         if let planOmega { request.steering.planOmega = planOmega }
         if let stepOmega { request.steering.stepOmega = stepOmega }
