@@ -37,7 +37,7 @@ public struct ServerOptions: Sendable {
 /// run at once, each on its own thread, their decodes batched by the engine; `analyze`, model swaps and
 /// `shutdown` wait for those to finish and run alone. It does no I/O itself:
 /// every outgoing message goes through `output`, so the same server runs behind stdio or in-process.
-public final class Server: MessageReceiver, @unchecked Sendable {
+public final class Server: MessageReceiver, Sendable {
     public static let name = "selfanchor"
     public static let version = "0.1.0"
 
@@ -45,36 +45,12 @@ public final class Server: MessageReceiver, @unchecked Sendable {
     private let output: @Sendable (Message) -> Void
     private let exitHandler: @Sendable (Int32) -> Void
     private let logger = Logger(label: "selfanchor.server")
-    /// Admits queued work in order: a request starts when a slot is free; exclusive work waits for all.
-    private let worker = DispatchQueue(label: "selfanchor.engine")
+    private let queue: RequestQueue
+    /// Loads models one at a time, beside the requests running on the old one (the swap is exclusive).
     private let loader = DispatchQueue(label: "selfanchor.loader")
-    /// Free request slots (a permit per slot) and a thread for each.
-    private let slotPermits: DispatchSemaphore
-    private let runners: Mutex<[DispatchQueue]>
     private let started = ContinuousClock.now
 
-    /// A request in the queue or running.
-    /// Its flags change under `state`'s lock (and are atomics, so the job can travel to its thread).
-    final class Job: Sendable {
-        let id: RequestID
-        let method: String
-        let flag = CancellationFlag()
-        let enqueued = ContinuousClock.now
-        private let runningFlag = Atomic<Bool>(false)
-        private let answeredFlag = Atomic<Bool>(false)
-        var running: Bool {
-            get { runningFlag.load(ordering: .relaxed) }
-            set { runningFlag.store(newValue, ordering: .relaxed) }
-        }
-        var answered: Bool {
-            get { answeredFlag.load(ordering: .relaxed) }
-            set { answeredFlag.store(newValue, ordering: .relaxed) }
-        }
-        init(id: RequestID, method: String) {
-            self.id = id
-            self.method = method
-        }
-    }
+    typealias Job = RequestQueue.Job
 
     private struct State {
         var initialized = false
@@ -82,8 +58,6 @@ public final class Server: MessageReceiver, @unchecked Sendable {
         var engine: Engine?
         var model: ModelDescription?
         var loading = 0
-        var jobs: [Job] = []
-        var served = 0
     }
     private let state = Mutex(State())
     /// Set once, by `initialize`; held so that the timer keeps firing.
@@ -95,20 +69,11 @@ public final class Server: MessageReceiver, @unchecked Sendable {
         self.options = options
         self.output = output
         self.exitHandler = exit
-        let parallel = max(1, options.parallel)
-        slotPermits = DispatchSemaphore(value: parallel)
-        runners = Mutex((0..<parallel).map { DispatchQueue(label: "selfanchor.request.\($0)") })
+        queue = RequestQueue(parallel: options.parallel, maxQueue: options.maxQueue)
     }
 
-    /// Runs `body` on the admission queue once no request is running (and none starts until it returns).
-    private func exclusively(_ body: @escaping @Sendable () -> Void) {
-        worker.async {
-            let parallel = max(1, self.options.parallel)
-            for _ in 0..<parallel { self.slotPermits.wait() }
-            body()
-            for _ in 0..<parallel { self.slotPermits.signal() }
-        }
-    }
+    /// Runs `body` once no request is running (and none starts until it returns).
+    private func exclusively(_ body: @escaping @Sendable () -> Void) { queue.exclusively(body) }
 
     /// Loads the initial model on the admission queue, exclusively, so requests queue behind it.
     public func start() {
@@ -132,9 +97,7 @@ public final class Server: MessageReceiver, @unchecked Sendable {
     /// Waits until every queued request has been answered (used at end of input).
     public func drain() {
         loader.sync {}
-        let done = DispatchSemaphore(value: 0)
-        exclusively { done.signal() }
-        done.wait()
+        queue.drain()
     }
 
     // MARK: Receiving
@@ -198,7 +161,7 @@ public final class Server: MessageReceiver, @unchecked Sendable {
             case Method.shutdown:
                 state.withLock { $0.shutdownRequested = true }
                 // After everything accepted before it: model loads in progress (the loader queue is
-                // serial and hands each load's swap to the worker), then every queued request.
+                // serial and hands each load's swap to the admission queue), then every queued request.
                 loader.async { self.exclusively { self.reply(id, result: .null) } }
             case Method.solve:
                 let params = try SolveParams(params, limits: options.limits)
@@ -261,7 +224,7 @@ public final class Server: MessageReceiver, @unchecked Sendable {
             methods: [Method.solve, Method.generate, Method.analyze, Method.modelLoad, Method.modelInfo, Method.modelUnload,
                       Method.serverStatus, Method.cancelRequest, Method.shutdown],
             notifications: [Method.event, Method.progress], maxMessageBytes: options.maxMessageBytes, maxQueue: options.maxQueue,
-            limits: options.limits, contextSize: model?.contextSize ?? options.contextSize, parallel: max(1, options.parallel))
+            limits: options.limits, contextSize: model?.contextSize ?? options.contextSize, parallel: queue.parallel)
         reply(id, result: result.jsonValue)
     }
 
@@ -283,101 +246,37 @@ public final class Server: MessageReceiver, @unchecked Sendable {
 
     // MARK: Queue
 
-    /// Waits for the start-up model load.
-    private func drainStartup() {
-        let done = DispatchSemaphore(value: 0)
-        worker.async { done.signal() }  // the load runs on the worker, exclusively
-        done.wait()
-    }
+    /// Waits for the start-up model load (it runs on the admission queue, exclusively).
+    private func drainStartup() { queue.waitForAdmission() }
 
-    /// Queues a request. An ordinary one starts when a slot is free, on that slot's thread; an
-    /// `exclusive` one when every slot is free, alone.
+    /// Queues a request whose `body` computes its result; the queue answers it exactly once.
     private func enqueue(id: RequestID, method: String, exclusive: Bool = false,
                          _ body: @escaping @Sendable (Job) throws(ResponseError) -> JSONValue) throws(ResponseError)
     {
-        let job = Job(id: id, method: method)
-        try state.withLock { state throws(ResponseError) in
-            if state.jobs.contains(where: { $0.id == id }) {
-                throw ResponseError(code: ErrorCode.invalidRequest, message: "a request with id \(id) is already in flight")
-            }
-            let waiting = state.jobs.filter { !$0.running }.count
-            if waiting >= options.maxQueue {
-                throw ResponseError(code: ErrorCode.queueFull,
-                                    message: "the request queue is full (\(options.maxQueue) waiting); retry later",
-                                    data: ["maxQueue": .int(options.maxQueue)])
-            }
-            state.jobs.append(job)
-        }
-        @Sendable func perform() {
+        try queue.enqueue(id: id, method: method, exclusive: exclusive) { job in
             do throws(ResponseError) {
                 let result = try body(job)
-                finish(job) { reply(job.id, result: result) }
+                self.queue.finish(job) { self.reply(job.id, result: result) }
             } catch {
-                finish(job) { reply(job.id, error: error) }
+                self.queue.finish(job) { self.reply(job.id, error: error) }
             }
         }
-        @Sendable func admit() -> Bool {
-            state.withLock { state -> Bool in
-                if job.answered {
-                    state.jobs.removeAll { $0 === job }
-                    return false
-                }
-                job.running = true
-                return true
-            }
-        }
-        @Sendable func done() { state.withLock { $0.jobs.removeAll { $0 === job } } }
-        if exclusive {
-            exclusively {
-                guard admit() else { return }
-                perform()
-                done()
-            }
-            return
-        }
-        worker.async {
-            self.slotPermits.wait()
-            guard admit() else {
-                self.slotPermits.signal()
-                return
-            }
-            let runner = self.runners.withLock { $0.removeFirst() }
-            runner.async {
-                perform()
-                done()
-                self.runners.withLock { $0.append(runner) }
-                self.slotPermits.signal()
-            }
-        }
-    }
-
-    /// Answers a job exactly once.
-    private func finish(_ job: Job, _ answer: () -> Void) {
-        let first = state.withLock { state -> Bool in
-            defer { job.answered = true }
-            if !job.answered { state.served += 1 }
-            return !job.answered
-        }
-        if first { answer() }
     }
 
     /// Cancels every request in flight, as `$/cancelRequest` would (used when the client is gone or
     /// the daemon is exiting): queued ones never start, the running one stops within one decode step.
     public func cancelAll() {
-        let ids = state.withLock { $0.jobs.filter { !$0.answered }.map(\.id) }
-        for id in ids { cancel(id) }
+        for id in queue.unanswered { cancel(id) }
     }
 
     private func cancel(_ id: RequestID) {
-        let job = state.withLock { $0.jobs.first { $0.id == id } }
-        guard let job else {
+        switch queue.cancel(id) {
+        case .notFound:
             logger.debug("cancel of \(id): no such request in flight")
-            return
-        }
-        job.flag.cancel()
-        let queued = state.withLock { state -> Bool in !job.running && !job.answered }
-        if queued {
-            finish(job) {
+        case .running:
+            break
+        case .queued(let job):
+            queue.finish(job) {
                 reply(id, error: ResponseError(code: ErrorCode.requestCancelled, message: "request cancelled before it started",
                                                data: ["partial": .null]))
             }
@@ -522,16 +421,16 @@ public final class Server: MessageReceiver, @unchecked Sendable {
         let now = ContinuousClock.now
         let engine = state.withLock { $0.engine }
         let rss = Self.residentBytes()
+        let queued = queue.snapshot
         return state.withLock { state in
             ServerStatusResult(
-                model: state.model, loading: state.loading > 0,
-                waiting: state.jobs.filter { !$0.running && !$0.answered }.count, maxQueue: options.maxQueue,
-                parallel: max(1, options.parallel),
-                inFlight: state.jobs.filter { !$0.answered }.map { job in
+                model: state.model, loading: state.loading > 0, waiting: queued.waiting, maxQueue: options.maxQueue,
+                parallel: queue.parallel,
+                inFlight: queued.inFlight.map { job in
                     .init(id: job.id.value, method: job.method, running: job.running,
                           elapsedMs: Self.milliseconds(now - job.enqueued))
                 },
-                served: state.served, rssBytes: rss, kvCacheBytes: engine?.kvCacheBytes,
+                served: queued.served, rssBytes: rss, kvCacheBytes: engine?.kvCacheBytes,
                 modelBytes: engine.map { Self.fileSize($0.model.path) }, uptimeMs: Self.milliseconds(now - started))
         }
     }
