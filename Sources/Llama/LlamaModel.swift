@@ -32,6 +32,7 @@ private final class ProgressBox {
 ///
 /// Weights are memory-mapped, so a model costs little until used and can be shared by several contexts.
 /// The handle is freed in `deinit`; contexts keep their model alive.
+/// Unchecked: a C handle; llama.cpp only reads the model after loading, so threads may share it.
 public final class LlamaModel: @unchecked Sendable {
     let pointer: OpaquePointer
     let vocab: OpaquePointer

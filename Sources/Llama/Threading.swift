@@ -5,6 +5,7 @@
 /// A mutex with a condition variable (Swift's `Mutex` has no way to wait): the batch scheduler's
 /// threads sleep on it until their tokens have been decoded. Owns the pthread objects and destroys
 /// them in `deinit`.
+/// Unchecked: it is the lock; the pthread objects are used only through pthread calls.
 public final class ConditionLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -59,6 +60,7 @@ public func startThread(_ body: @escaping () -> Void) -> pthread_t {
 }
 
 /// Carries a value across threads where the code guarantees it is safe.
+/// Unchecked by design: each use says why its value may cross threads.
 public final class UncheckedBox<Value>: @unchecked Sendable {
     public let value: Value
     public init(_ value: Value) { self.value = value }
@@ -72,6 +74,7 @@ public final class UncheckedBox<Value>: @unchecked Sendable {
 /// the same process. So `LlamaContext.decode` hands its call to this thread and waits, whichever thread
 /// it is called from; decodes of different contexts are thereby also serialised, as they should be on
 /// one CPU.
+/// Unchecked: `jobs` and `thread` change only under `lock`.
 public final class ComputeThread: @unchecked Sendable {
     public static let shared = ComputeThread()
 

@@ -13,6 +13,7 @@ import Llama
 /// A decode is aborted only when every run in it is cancelled. When the batch does not fit the KV
 /// cache (`llama_decode` returns 1, which leaves the cache unchanged), the runs are retried one at a
 /// time, so only a run that itself does not fit is told so.
+/// Unchecked: every mutable field is guarded by its `ConditionLock`, which Swift cannot see as a lock.
 final class BatchScheduler: @unchecked Sendable {
     /// One token to decode: its sequence, position, and whether its next-token logits are wanted.
     struct Item {

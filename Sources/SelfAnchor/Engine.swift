@@ -10,6 +10,7 @@ import Synchronization
 /// through one `BatchScheduler`, so requests decoding at the same time share each `llama_decode`.
 /// Sequence 0 keeps the prompt prefix requests of a kind share (chat template and system prompt, up
 /// to where the question starts) between requests: the prompt cache.
+/// Unchecked: free slots and the prompt cache change under `slotLock`/`promptCacheLock` (ConditionLocks).
 public final class Engine: @unchecked Sendable {
     public let model: LlamaModel
     public let context: LlamaContext
