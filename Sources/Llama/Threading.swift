@@ -60,7 +60,8 @@ public func startThread(_ body: @escaping () -> Void) -> pthread_t {
 }
 
 /// Carries a value across threads where the code guarantees it is safe.
-/// Unchecked by design: each use says why its value may cross threads.
+/// Unchecked: it carries closures to the threads `runConcurrently` and `startThread` start, whose callers
+/// make them safe to run there.
 public final class UncheckedBox<Value>: @unchecked Sendable {
     public let value: Value
     public init(_ value: Value) { self.value = value }

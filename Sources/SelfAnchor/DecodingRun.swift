@@ -116,7 +116,6 @@ final class DecodingRun {
     /// Uses the prompt cache when it holds this request's cacheable prefix, or refills it when it holds
     /// another one nobody is using (a lone request thus finds the prefix in the first cells).
     func syncPromptCache() throws {
-        guard engine.promptCacheEnabled else { return }
         let prefix = try cacheablePrefix()
         guard prefix.count >= Engine.promptCacheMinimum else { return }
         let sequence = Engine.promptCacheSequence

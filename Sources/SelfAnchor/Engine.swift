@@ -61,10 +61,6 @@ public final class Engine: @unchecked Sendable {
     private var promptCache = PromptCache()
     private let promptCacheLock = ConditionLock()
 
-    /// Reuse the shared prompt prefix across requests (on by default). Output does not depend on it:
-    /// with or without a cached prefix, a lone request decodes the prefix into the same cells first.
-    public var promptCacheEnabled = true
-
     /// Forgets the cached prompt prefix (the next request decodes it again), unless a request uses it.
     public func dropPromptCache() {
         promptCacheLock.withLock {

@@ -156,10 +156,11 @@ final class RequestQueue: Sendable {
 
     /// Sets the request's cancellation flag and says whether it was still waiting.
     func cancel(_ id: RequestID) -> Cancellation {
-        guard let job = state.withLock({ $0.jobs.first { $0.id == id } }) else { return .notFound }
-        job.flag.cancel()
-        let queued = state.withLock { _ in !job.running && !job.answered }
-        return queued ? .queued(job) : .running
+        state.withLock { state in
+            guard let job = state.jobs.first(where: { $0.id == id }) else { return .notFound }
+            job.flag.cancel()
+            return !job.running && !job.answered ? .queued(job) : .running
+        }
     }
 
     /// The ids of every request not yet answered.
