@@ -29,9 +29,10 @@ public final class AttentionTracker {
         init(accumulator: AttentionAccumulator) { self.accumulator = accumulator }
     }
 
-    /// A tracker whose context holds up to `capacity` tokens. Throws for options the model cannot use.
+    /// A tracker whose context holds up to `capacity` tokens (threads as `ContextOptions` has them).
+    /// Throws for options the model cannot use.
     public init(model: LlamaModel, options: AttentionAnalysisOptions, capacity: Int, threads: Int = 0,
-                microBatch: Int = 128) throws(AttentionError)
+                adaptiveThreads: Bool = true, microBatch: Int = 128) throws(AttentionError)
     {
         if let problem = options.problem(modelLayers: model.layerCount) {
             throw .invalidOption(problem.setting, problem.message)
@@ -63,6 +64,7 @@ public final class AttentionTracker {
         contextOptions.sequences = 1
         contextOptions.unifiedKV = false
         contextOptions.threads = threads
+        contextOptions.adaptiveThreads = adaptiveThreads
         do {
             context = try LlamaContext(model: model, options: contextOptions, attention: tap)
         } catch {

@@ -19,6 +19,9 @@ public struct ContextOptions: Sendable, Equatable {
     public var unifiedKV: Bool = true
     /// Fused attention; must be off when attention probabilities are read through the eval callback.
     public var flashAttention: Bool? = nil
+    /// Decodes may use half the threads while that is faster (another process on the same cores;
+    /// `ThreadGovernor`); false: every decode uses `threads`.
+    public var adaptiveThreads: Bool = true
 
     public init() {}
 
@@ -42,6 +45,12 @@ public final class LlamaContext: @unchecked Sendable {
     public var shouldAbort: (() -> Bool)?
     /// Receives attention probabilities during `decode` (nil: none are read).
     public let attentionTap: AttentionTap?
+    /// Chooses each decode's threads (nil: `options.threads` always).
+    public private(set) var threadGovernor: ThreadGovernor?
+    /// While positive, decodes use all threads and are not timed (`withAllThreads`).
+    private var allThreadsDepth = 0
+    /// The thread count llama.cpp was last told.
+    private var threadsSet: Int32
 
     /// A context; with an `attention` tap, flash attention is off and the tap's layers are read on every decode.
     public init(model: LlamaModel, options: ContextOptions = ContextOptions(), attention: AttentionTap? = nil)
@@ -76,6 +85,8 @@ public final class LlamaContext: @unchecked Sendable {
         self.model = model
         self.options = options
         self.attentionTap = attention
+        self.threadsSet = options.effectiveThreads
+        self.threadGovernor = options.adaptiveThreads ? ThreadGovernor(threads: options.effectiveThreads) : nil
         llama_set_abort_callback(
             context,
             { data in
@@ -94,9 +105,25 @@ public final class LlamaContext: @unchecked Sendable {
 
     /// Runs the model over a batch. Logits of the tokens marked for output can then be read with `logits(at:)`.
     public func decode(_ batch: LlamaBatch) throws(LlamaError) {
+        try decode(batch, threads: nil)
+    }
+
+    /// `decode` on `forced` threads (untimed: for measurements of the machine, such as
+    /// `BatchCalibration`'s), or as the governor says (nil).
+    public func decode(_ batch: LlamaBatch, threads forced: Int32?) throws(LlamaError) {
         guard batch.count > 0 else { return }
         let (pointer, raw) = (self.pointer, batch.raw)
+        let governed = forced == nil && allThreadsDepth == 0 && threadGovernor != nil
+        let threads = forced ?? (governed ? threadGovernor!.threads(forTokens: batch.count) : options.effectiveThreads)
+        if threads != threadsSet {
+            llama_set_n_threads(pointer, threads, threads)
+            threadsSet = threads
+        }
+        let start = ContinuousClock.now
         let result = ComputeThread.shared.run { llama_decode(pointer, raw) }
+        if governed && result == 0 {
+            threadGovernor!.record(tokens: batch.count, threads: threads, seconds: (ContinuousClock.now - start).milliseconds / 1000)
+        }
         // A tap that cannot read its tensor stops the graph early; the decode's output is then unusable.
         if let failure = attentionTap?.failure { throw .attentionUnreadable(failure) }
         switch result {
@@ -104,6 +131,26 @@ public final class LlamaContext: @unchecked Sendable {
         case 2: throw .decodeAborted
         default: throw .decodeFailed(code: result)
         }
+    }
+
+    /// Turns the thread governor on (a fresh one: what it measured before is forgotten) or off (every
+    /// decode on all threads). Not while a decode runs.
+    public func setAdaptiveThreads(_ on: Bool) {
+        threadGovernor = on ? ThreadGovernor(threads: options.effectiveThreads) : nil
+    }
+
+    /// Tells the governor what single-token decodes measured before any was governed (it starts on half
+    /// the threads when they were clearly faster: a neighbour is already there).
+    public func seedThreadGovernor(fullMs: Double, reducedMs: Double) {
+        threadGovernor?.startReduced(fullMs: fullMs, reducedMs: reducedMs)
+    }
+
+    /// Runs `body` with every decode on all threads, untimed (measurements of the machine itself,
+    /// such as `BatchCalibration`, which a thread choice would skew).
+    public func withAllThreads<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        allThreadsDepth += 1
+        defer { allThreadsDepth -= 1 }
+        return try body()
     }
 
     /// The next-token logits (one per vocabulary entry) for the batch entry at `index`,

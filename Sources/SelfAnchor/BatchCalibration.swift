@@ -14,6 +14,9 @@ public struct BatchCalibration: Sendable, Equatable {
     public var batchMs: [Int: Double]
     /// Rounds of at most this many tokens are decoded one token per call (0: always one batch).
     public var smallRoundLimit: Int
+    /// Median milliseconds of one single-token decode on half the threads (nil: one thread only); far
+    /// below `singleMs` when another process already takes the cores (`ThreadGovernor`).
+    public var reducedSingleMs: Double? = nil
 
     /// Round sizes measured; larger rounds are always batched (on every machine measured, a batch of
     /// four or more costs less than its tokens one by one).
@@ -31,6 +34,10 @@ public struct BatchCalibration: Sendable, Equatable {
     /// Times single and batched decodes on `context`, which must be empty and have at least four
     /// sequences; it is emptied again afterwards.
     static func measure(context: LlamaContext, model: LlamaModel, repeats: Int = 3) throws(LlamaError) -> BatchCalibration {
+        try context.withAllThreads { () throws(LlamaError) in try timeDecodes(context: context, model: model, repeats: repeats) }
+    }
+
+    private static func timeDecodes(context: LlamaContext, model: LlamaModel, repeats: Int) throws(LlamaError) -> BatchCalibration {
         let sizes = measuredSizes
         let sequences = Int32(min(sizes.upperBound, context.options.sequences))
         defer { context.clearMemory() }
@@ -47,6 +54,8 @@ public struct BatchCalibration: Sendable, Equatable {
         let token = prompt.last ?? 0
         let clock = ContinuousClock()
         var singles: [Double] = []
+        var reducedSingles: [Double] = []
+        let reduced = context.threadGovernor?.reduced
         var batched: [Int: [Double]] = [:]
         // Alternating, so that a slow spell of the machine hits both alike.
         for _ in 0..<repeats {
@@ -56,6 +65,12 @@ public struct BatchCalibration: Sendable, Equatable {
                 let start = clock.now
                 try context.decode(batch)
                 singles.append((clock.now - start).milliseconds)
+                if let reduced {
+                    context.removeTokens(sequence: sequence, from: position)
+                    let start = clock.now
+                    try context.decode(batch, threads: reduced)
+                    reducedSingles.append((clock.now - start).milliseconds)
+                }
             }
             for sequence in 0..<sequences { context.removeTokens(sequence: sequence, from: position) }
             for size in sizes where Int32(size) <= sequences {
@@ -70,7 +85,10 @@ public struct BatchCalibration: Sendable, Equatable {
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let singleMs = median(singles)
         let batchMs = batched.mapValues(median)
+        let reducedSingleMs = reducedSingles.isEmpty ? nil : median(reducedSingles)
+        if let reducedSingleMs { context.seedThreadGovernor(fullMs: singleMs, reducedMs: reducedSingleMs) }
         return BatchCalibration(singleMs: singleMs, batchMs: batchMs,
-                                smallRoundLimit: smallRoundLimit(singleMs: singleMs, batchMs: batchMs))
+                                smallRoundLimit: smallRoundLimit(singleMs: singleMs, batchMs: batchMs),
+                                reducedSingleMs: reducedSingleMs)
     }
 }

@@ -13,7 +13,7 @@ import Synchronization
 /// Unchecked: free slots and the prompt cache change under `slotLock`/`promptCacheLock` (ConditionLocks).
 public final class Engine: @unchecked Sendable {
     public let model: LlamaModel
-    public let context: LlamaContext
+    let context: LlamaContext
     let scheduler: BatchScheduler
     /// What batching costs on this machine, measured when the engine was made; the scheduler decodes
     /// small rounds by it.
@@ -98,7 +98,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func emptyPromptCacheSequence() {
-        scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
+        _ = scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
     }
 
     /// A request that claimed the prompt cache has ended.
@@ -152,6 +152,14 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// Whether generation may drop to half the threads while that is faster (`ThreadGovernor`); set
+    /// between requests (bench compares the two). Reading it gives the governor's counts so far.
+    public var threadGovernor: ThreadGovernor? { scheduler.withContext { $0.threadGovernor } }
+
+    public func setAdaptiveThreads(_ on: Bool) {
+        scheduler.withContext { $0.setAdaptiveThreads(on) }
+    }
+
     /// Requests decoding now.
     public var requestsInFlight: Int { scheduler.runCount }
 
@@ -168,7 +176,8 @@ public final class Engine: @unchecked Sendable {
         let made: AttentionTracker
         do {
             made = try AttentionTracker(model: model, options: AttentionAnalysisOptions(), capacity: requestCapacity,
-                                        threads: context.options.threads)
+                                        threads: context.options.threads,
+                                        adaptiveThreads: context.options.adaptiveThreads)
         } catch {
             switch error {
             case .llama(let error): throw error

@@ -19,6 +19,9 @@ public struct ServerOptions: Sendable {
     public var initialModel: String? = "default"
     public var contextSize = 4096
     public var threads = 0
+    /// Every decode on `threads` threads (false: generation may drop to half of them while that is
+    /// faster, `ThreadGovernor`).
+    public var fixedThreads = false
     public var gpuLayers = 0
     /// Map the weights instead of reading them into memory. Off by default: a mapped file that is
     /// truncated or rewritten while loaded kills the process with SIGBUS on the next decode.
@@ -402,6 +405,7 @@ public final class Server: MessageReceiver, Sendable {
             var contextOptions = Engine.defaultContextOptions
             contextOptions.contextSize = params.contextSize ?? options.contextSize
             contextOptions.threads = params.threads ?? options.threads
+            contextOptions.adaptiveThreads = !options.fixedThreads
             let engine = try Engine(model: model, options: contextOptions, parallel: options.parallel)
             let name = ModelCatalog.isCatalogName(params.model) ? params.model : (model.metadata("general.name") ?? params.model)
             return (engine, ModelDescription(name: name, path: path, model: model, contextSize: engine.requestCapacity))

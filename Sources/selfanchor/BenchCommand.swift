@@ -67,6 +67,7 @@ struct BenchCommand: ParsableCommand {
         let model = try LlamaModel(path: ModelCatalog.path(for: modelOptions.model), repackWeights: !noRepack)
         var options = Engine.defaultContextOptions
         options.threads = modelOptions.threads
+        options.adaptiveThreads = !modelOptions.fixedThreads
         options.flashAttention = flashAttention == "auto" ? nil : flashAttention == "on"
         var rawOptions = options
         rawOptions.sequences = 8
@@ -110,16 +111,18 @@ struct BenchCommand: ParsableCommand {
         let calibration = engine.batchCalibration
         let sizes = BatchCalibration.measuredSizes.filter { calibration.batchMs[$0] != nil }
         let costs = sizes.map { "\($0) in one batch \(format(calibration.batchMs[$0]!)) ms (\(format(calibration.cost(ofBatch: $0)!)) singles)" }
+        let halfThreads = calibration.reducedSingleMs.map { "; one token on half the threads \(format($0)) ms" } ?? ""
         output.row("batch calibration (at engine start):  one token \(format(calibration.singleMs)) ms; " + costs.joined(separator: ", ")
             + " → " + (calibration.smallRoundLimit == 0 ? "every round batched"
-                : "rounds of ≤ \(calibration.smallRoundLimit) tokens one per decode"),
+                : "rounds of ≤ \(calibration.smallRoundLimit) tokens one per decode") + halfThreads,
                    key: "batchCalibration",
                    values: ["singleMs": .double(calibration.singleMs),
                             "batches": .array(sizes.map { size in
                                 .object(["tokens": .int(size), "ms": .double(calibration.batchMs[size]!),
                                          "singles": .double(calibration.cost(ofBatch: size)!)])
                             }),
-                            "smallRoundLimit": .int(calibration.smallRoundLimit)])
+                            "smallRoundLimit": .int(calibration.smallRoundLimit),
+                            "reducedSingleMs": calibration.reducedSingleMs.map(JSONValue.double) ?? .null])
         var rates: [String: [Double]] = [:]
         var drafts: [String: Timings] = [:]
         for _ in 0..<repeats {
@@ -171,33 +174,73 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// The default Self-Anchor solve alone, then with another decoding process on the same cores (this
-    /// binary's raw decode loop, in the same environment, so under the same OpenMP wait policy).
+    /// binary's raw decode loop, in the same environment, so under the same OpenMP wait policy): a
+    /// neighbour that adapts its threads as this one does, and one that keeps all of them (any other
+    /// llama.cpp program); then the same with this process's threads fixed (`--fixed-threads`), which is
+    /// what the thread governor is measured against.
     func benchBeside(_ engine: Engine, output: Output) throws {
         guard let (_, solve) = decoders().first(where: { $0.0 == Self.defaultSelfAnchor }) else { return }
-        func seconds() throws -> Double {
+        let adaptive = !modelOptions.fixedThreads
+        // The governor is kept between solves (as a daemon keeps it between requests); `halved` is the
+        // share of the last solve's decodes it ran on half the threads.
+        var halved = 0.0
+        func seconds(adaptiveThreads: Bool) throws -> Double {
+            if (engine.threadGovernor != nil) != adaptiveThreads { engine.setAdaptiveThreads(adaptiveThreads) }
+            let before = engine.threadGovernor
             let timings = try solve(engine)
+            if let before, let after = engine.threadGovernor, after.decodes > before.decodes {
+                halved = Double(after.reducedDecodes - before.reducedDecodes) / Double(after.decodes - before.decodes)
+            }
             return (timings.promptMs + timings.predictedMs) / 1000
         }
         var alone: [Double] = []
-        for _ in 0..<repeats { alone.append(try seconds()) }
-        var arguments = ["bench", "--raw-only", "--repeats", "100000", "--model", modelOptions.model,
-                         "--threads", String(modelOptions.threads)]
-        if noRepack { arguments.append("--no-repack") }
-        guard let neighbour = Neighbour(arguments) else {
-            output.row("beside another decoding process:      could not start one", key: "beside", values: ["started": .bool(false)])
-            return
+        var aloneFixed: [Double] = []
+        for _ in 0..<repeats {
+            alone.append(try seconds(adaptiveThreads: adaptive))
+            if adaptive { aloneFixed.append(try seconds(adaptiveThreads: false)) }
         }
-        defer { neighbour.stop() }
-        usleep(4_000_000)  // its model load, then it decodes until stopped
-        var beside: [Double] = []
-        for _ in 0..<repeats { beside.append(try seconds()) }
         let policy = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].compactMap { name in getenv(name).map { name + "=" + String(cString: $0) } }
         let waitPolicy = policy.isEmpty ? "libgomp's default wait" : policy.joined(separator: " ")
-        output.row("beside another decoding process:      self-anchor \(format(median(beside))) s vs \(format(median(alone))) s alone "
-            + "(\(format(median(beside) / median(alone)))x the time; \(waitPolicy))",
-                   key: "beside", values: ["started": .bool(true), "besideSeconds": .double(median(beside)),
-                                           "aloneSeconds": .double(median(alone)), "ratio": .double(median(beside) / median(alone)),
-                                           "waitPolicy": .string(waitPolicy)])
+        if adaptive {
+            let cost = median(alone) / median(aloneFixed)
+            output.row("alone, threads adaptive vs fixed:     self-anchor \(format(median(alone))) s vs \(format(median(aloneFixed))) s "
+                + "(\(format(cost))x the time)",
+                       key: "aloneThreads", values: ["adaptiveSeconds": .double(median(alone)),
+                                                     "fixedSeconds": .double(median(aloneFixed)), "ratio": .double(cost)])
+        }
+        var rows: [(name: String, neighbourFixed: Bool, adaptive: Bool)] = [("an adapting", false, adaptive), ("a fixed-thread", true, adaptive)]
+        if adaptive { rows.append(("a fixed-thread", true, false)) }
+        for row in rows {
+            var arguments = ["bench", "--raw-only", "--repeats", "100000", "--model", modelOptions.model,
+                             "--threads", String(modelOptions.threads)]
+            if noRepack { arguments.append("--no-repack") }
+            if row.neighbourFixed { arguments.append("--fixed-threads") }
+            guard let neighbour = Neighbour(arguments) else {
+                output.row("beside another decoding process:      could not start one", key: "beside",
+                           values: ["started": .bool(false)], appending: true)
+                return
+            }
+            usleep(4_000_000)  // its model load, then it decodes until stopped
+            var beside: [Double] = []
+            var share: [Double] = []
+            for _ in 0..<repeats {
+                beside.append(try seconds(adaptiveThreads: row.adaptive))
+                share.append(halved)
+            }
+            neighbour.stop()
+            let reference = row.adaptive ? median(alone) : median(aloneFixed)
+            let ratio = median(beside) / reference
+            let threads = row.adaptive ? "threads adaptive, halved on \(format(median(share) * 100))% of decodes" : "threads fixed"
+            output.row("beside \(row.name) neighbour:".padding(38) + "self-anchor \(format(median(beside))) s vs \(format(reference)) s alone "
+                + "(\(format(ratio))x the time; \(threads); \(waitPolicy))" + (row.adaptive == adaptive && !row.neighbourFixed ? Self.defaultMarker : ""),
+                       key: "beside", values: [
+                        "started": .bool(true), "neighbourThreads": .string(row.neighbourFixed ? "fixed" : "adaptive"),
+                        "threads": .string(row.adaptive ? "adaptive" : "fixed"), "besideSeconds": .double(median(beside)),
+                        "aloneSeconds": .double(reference), "ratio": .double(ratio), "halvedShare": .double(median(share)),
+                        "waitPolicy": .string(waitPolicy), "default": .bool(row.adaptive == adaptive && !row.neighbourFixed),
+                       ], appending: true)
+        }
+        engine.setAdaptiveThreads(adaptive)
     }
 
     /// Aggregate tokens/s of `concurrent` solves decoding together (one engine, continuous batching)

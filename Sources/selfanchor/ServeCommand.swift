@@ -89,6 +89,7 @@ struct ServeCommand: ParsableCommand {
         options.initialModel = noModel ? nil : modelOptions.model
         options.contextSize = modelOptions.contextSize
         options.threads = modelOptions.threads
+        options.fixedThreads = modelOptions.fixedThreads
         options.gpuLayers = Int(modelOptions.gpuLayers)
         options.maxQueue = maxQueue
         options.parallel = parallel

@@ -139,6 +139,7 @@ func temporaryFile(_ lines: [String]) throws -> String {
     @Test func resumesWhereTheLastRunStopped() throws {
         LlamaBackend.initialise(logLevel: .error)
         var options = Engine.defaultContextOptions
+        options.adaptiveThreads = false
         options.contextSize = 1024
         let engine = try Engine(model: LlamaModel(path: ModelCatalog.path(for: "test")), options: options)
         let items = try DatasetLoader.load(path: try temporaryFile([
@@ -175,6 +176,7 @@ func temporaryFile(_ lines: [String]) throws -> String {
     @Test func solvesSeveralItemsAtOnce() throws {
         LlamaBackend.initialise(logLevel: .error)
         var options = Engine.defaultContextOptions
+        options.adaptiveThreads = false
         options.contextSize = 1024
         let engine = try Engine(model: LlamaModel(path: ModelCatalog.path(for: "test")), options: options, parallel: 3)
         let items = try DatasetLoader.load(path: try temporaryFile([

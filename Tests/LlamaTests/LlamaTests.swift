@@ -223,3 +223,4 @@ enum TestModel {
         #expect(draws.count > 1)
     }
 }
+

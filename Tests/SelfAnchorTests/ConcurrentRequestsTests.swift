@@ -7,6 +7,7 @@ import Testing
 extension RealModelTests { @Suite struct ConcurrentRequestsTests {
     static func engine(parallel: Int, contextSize: Int = 1024) throws -> Engine {
         var options = Engine.defaultContextOptions
+        options.adaptiveThreads = false
         options.contextSize = contextSize
         return try Engine(model: TestEngine.shared.model, options: options, parallel: parallel)
     }

@@ -10,6 +10,8 @@ enum TestEngine {
             let model = try LlamaModel(path: ModelCatalog.path(for: "test"))
             var options = Engine.defaultContextOptions
             options.contextSize = 2048
+            // Tests assert exact greedy output: every decode on all threads, whatever else the machine runs.
+            options.adaptiveThreads = false
             return try Engine(model: model, options: options)
         } catch {
             fatalError("test model: \(error) — run `make setup-test`")
