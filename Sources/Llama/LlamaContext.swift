@@ -45,8 +45,10 @@ public final class LlamaContext: @unchecked Sendable {
     public var shouldAbort: (() -> Bool)?
     /// Receives attention probabilities during `decode` (nil: none are read).
     public let attentionTap: AttentionTap?
-    /// Chooses each decode's threads (nil: `options.threads` always).
+    /// Chooses each decode's threads while `adaptsThreads` (nil: one thread, nothing to choose).
     public private(set) var threadGovernor: ThreadGovernor?
+    /// Whether the governor chooses (false: every decode on all threads; the governor keeps what it learnt).
+    public private(set) var adaptsThreads: Bool
     /// While positive, decodes use all threads and are not timed (`withAllThreads`).
     private var allThreadsDepth = 0
     /// The thread count llama.cpp was last told.
@@ -86,7 +88,8 @@ public final class LlamaContext: @unchecked Sendable {
         self.options = options
         self.attentionTap = attention
         self.threadsSet = options.effectiveThreads
-        self.threadGovernor = options.adaptiveThreads ? ThreadGovernor(threads: options.effectiveThreads) : nil
+        self.threadGovernor = ThreadGovernor(threads: options.effectiveThreads)
+        self.adaptsThreads = options.adaptiveThreads
         llama_set_abort_callback(
             context,
             { data in
@@ -113,7 +116,7 @@ public final class LlamaContext: @unchecked Sendable {
     public func decode(_ batch: LlamaBatch, threads forced: Int32?) throws(LlamaError) {
         guard batch.count > 0 else { return }
         let (pointer, raw) = (self.pointer, batch.raw)
-        let governed = forced == nil && allThreadsDepth == 0 && threadGovernor != nil
+        let governed = forced == nil && adaptsThreads && allThreadsDepth == 0 && threadGovernor != nil
         let threads = forced ?? (governed ? threadGovernor!.threads(forTokens: batch.count) : options.effectiveThreads)
         if threads != threadsSet {
             llama_set_n_threads(pointer, threads, threads)
@@ -133,10 +136,10 @@ public final class LlamaContext: @unchecked Sendable {
         }
     }
 
-    /// Turns the thread governor on (a fresh one: what it measured before is forgotten) or off (every
-    /// decode on all threads). Not while a decode runs.
+    /// Lets the thread governor choose, or not (every decode on all threads); what it learnt is kept
+    /// either way, as a daemon keeps it between requests. Not while a decode runs.
     public func setAdaptiveThreads(_ on: Bool) {
-        threadGovernor = on ? ThreadGovernor(threads: options.effectiveThreads) : nil
+        adaptsThreads = on
     }
 
     /// Tells the governor what single-token decodes measured before any was governed (it starts on half

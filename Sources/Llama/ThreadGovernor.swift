@@ -8,16 +8,17 @@
 /// solve beside a running eval took 42–44 s on 2 threads and 11 s on 1. Alone, all threads are
 /// fastest. Which case holds changes while a daemon runs, so it is measured, not configured.
 ///
-/// The thread count also changes the numbers: past a few hundred cached tokens, llama.cpp's attention
-/// splits the cache between the threads and sums their parts in another order, so a decode on half
-/// the threads can differ in the last bits from one on all of them (`LlamaTests`, `ThreadCountTests`).
-/// So all threads are the reference, and half of them are used only on evidence of a neighbour:
+/// The thread count can also change the numbers: measured on the test model, a single-token decode after
+/// 321 cached tokens gave other logits on 1 thread than on 2 (after 161 tokens, and prompts of up to 401
+/// tokens, the same bits; presumably attention over a long cache is split between the threads and
+/// summed in another order). So all threads are the reference, and half of them are used only on
+/// evidence of a neighbour:
 ///
 /// - decodes of at most `governedTokens` tokens (generation) are timed, per token count: on `full`
 ///   threads, their best time (slowly forgotten, `bestDrift`) and a running average (`smoothing`);
 ///   longer decodes (prompts) always use `full`;
-/// - when the average on `full` threads reaches `slowdown` times its best, another process is taking
-///   the cores: decodes go to `reduced` threads;
+/// - when `confirmations` decodes in a row on `full` threads take `slowdown` times their best or more,
+///   another process is taking the cores (a hiccup slows one or two): decodes go to `reduced` threads;
 /// - while on `reduced` threads, `full` is tried again now and then (`probeLength` decodes every
 ///   `probeInterval` governed decodes, the interval doubling while it stays slower, up to
 ///   `longestProbeInterval`); when it is as fast as `reduced` again (or back near its best), decodes go
@@ -42,8 +43,11 @@ public struct ThreadGovernor: Sendable {
     static let slowdown = 2.5
     /// A `full` probe this close to its best ends the reduced spell whatever `reduced` measures.
     static let nearBest = 1.5
+    /// Governed decodes in a row that must find the slowdown before it counts (one slow decode is a
+    /// hiccup, not a neighbour).
+    static let confirmations = 3
     static let probeLength = 2
-    static let firstProbeInterval = 64
+    static let firstProbeInterval = 8
     static let longestProbeInterval = 1024
 
     /// Per token count: the best and the running average on `full`, the average on `reduced`.
@@ -57,6 +61,7 @@ public struct ThreadGovernor: Sendable {
     private var probeTimed: [Int: Double] = [:]
     private var sinceProbe = 0
     private var probeInterval = firstProbeInterval
+    private var slowInARow = 0
 
     /// Decodes so far, those on `reduced` threads, and how often the choice changed (for bench).
     public private(set) var decodes = 0
@@ -105,10 +110,11 @@ public struct ThreadGovernor: Sendable {
         func average(_ old: Double?) -> Double { old.map { $0 + Self.smoothing * (elapsed - $0) } ?? elapsed }
         if current == full {
             guard threads == full else { return }
+            fullAverage[tokens] = average(fullAverage[tokens])
+            if let best = best[tokens], elapsed >= Self.slowdown * best { slowInARow += 1 } else { slowInARow = 0 }
             best[tokens] = min((best[tokens] ?? elapsed) * Self.bestDrift, elapsed)
-            let mine = average(fullAverage[tokens])
-            fullAverage[tokens] = mine
-            if let best = best[tokens], mine >= Self.slowdown * best {
+            if slowInARow >= Self.confirmations {
+                slowInARow = 0
                 current = reduced
                 switches += 1
                 probeInterval = Self.firstProbeInterval

@@ -152,9 +152,12 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Whether generation may drop to half the threads while that is faster (`ThreadGovernor`); set
-    /// between requests (bench compares the two). Reading it gives the governor's counts so far.
+    /// The context's thread governor (its counts so far; nil with one thread).
     public var threadGovernor: ThreadGovernor? { scheduler.withContext { $0.threadGovernor } }
+
+    /// Whether generation may drop to half the threads while that is faster (`ThreadGovernor`); set
+    /// between requests (bench compares the two).
+    public var adaptiveThreads: Bool { scheduler.withContext { $0.adaptsThreads } }
 
     public func setAdaptiveThreads(_ on: Bool) {
         scheduler.withContext { $0.setAdaptiveThreads(on) }

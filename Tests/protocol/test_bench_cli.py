@@ -15,7 +15,7 @@ def test_json_has_every_row_and_marks_the_default():
     assert len(lines) == 1, "stdout is one JSON object"
     report = json.loads(lines[0])
     assert set(report) == {"setup", "rawSingle", "rawSeparate", "rawBatched", "batchCalibration", "decoders",
-                           "promptCache", "concurrency", "beside", "modelLoad"}
+                           "promptCache", "concurrency", "aloneThreads", "beside", "modelLoad"}
     calibration = report["batchCalibration"]
     assert [row["tokens"] for row in calibration["batches"]] == [2, 3, 4]
     # The choice follows the measured costs: one call per token up to the largest size whose batch
@@ -42,8 +42,20 @@ def test_json_has_every_row_and_marks_the_default():
         assert abs(row["ratioToPlain"] - row["tokensPerSecond"] / decoders["plain greedy"]["tokensPerSecond"]) < 1e-9
     assert sum(row["default"] for row in report["concurrency"]) == 1
     assert all(row["requests"] == 2 and row["ratio"] > 0 for row in report["concurrency"])
-    if report["beside"]["started"]:
-        assert report["beside"]["ratio"] > 0
+    # The thread governor: the solve alone with it and on fixed threads, then beside a neighbour that adapts,
+    # one that keeps its threads, and (the reference) this process on fixed threads beside the latter.
+    alone = report["aloneThreads"]
+    assert alone["adaptiveSeconds"] > 0 and alone["fixedSeconds"] > 0 and 0 <= alone["halvedShare"] <= 1
+    assert calibration["reducedSingleMs"] > 0
+    beside = report["beside"]
+    assert isinstance(beside, list) and beside
+    if beside[0]["started"]:
+        assert [(row["neighbourThreads"], row["threads"]) for row in beside] == [
+            ("adaptive", "adaptive"), ("fixed", "adaptive"), ("fixed", "fixed")]
+        assert [row["default"] for row in beside] == [True, False, False]
+        for row in beside:
+            assert row["ratio"] > 0 and abs(row["ratio"] - row["besideSeconds"] / row["aloneSeconds"]) < 1e-9
+            assert 0 <= row["halvedShare"] <= 1
     assert report["modelLoad"]["mmapMs"] > 0
 
 
