@@ -49,8 +49,6 @@ public final class LlamaContext: @unchecked Sendable {
     public private(set) var threadGovernor: ThreadGovernor?
     /// Whether the governor chooses (false: every decode on all threads; the governor keeps what it learnt).
     public private(set) var adaptsThreads: Bool
-    /// While positive, decodes use all threads and are not timed (`withAllThreads`).
-    private var allThreadsDepth = 0
     /// The thread count llama.cpp was last told.
     private var threadsSet: Int32
 
@@ -116,7 +114,7 @@ public final class LlamaContext: @unchecked Sendable {
     public func decode(_ batch: LlamaBatch, threads forced: Int32?) throws(LlamaError) {
         guard batch.count > 0 else { return }
         let (pointer, raw) = (self.pointer, batch.raw)
-        let governed = forced == nil && adaptsThreads && allThreadsDepth == 0 && threadGovernor != nil
+        let governed = forced == nil && adaptsThreads && threadGovernor != nil
         let threads = forced ?? (governed ? threadGovernor!.threads(forTokens: batch.count) : options.effectiveThreads)
         if threads != threadsSet {
             llama_set_n_threads(pointer, threads, threads)
@@ -146,14 +144,6 @@ public final class LlamaContext: @unchecked Sendable {
     /// the threads when they were clearly faster: a neighbour is already there).
     public func seedThreadGovernor(fullMs: Double, reducedMs: Double) {
         threadGovernor?.startReduced(fullMs: fullMs, reducedMs: reducedMs)
-    }
-
-    /// Runs `body` with every decode on all threads, untimed (measurements of the machine itself,
-    /// such as `BatchCalibration`, which a thread choice would skew).
-    public func withAllThreads<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-        allThreadsDepth += 1
-        defer { allThreadsDepth -= 1 }
-        return try body()
     }
 
     /// The next-token logits (one per vocabulary entry) for the batch entry at `index`,

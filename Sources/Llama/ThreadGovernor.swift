@@ -14,9 +14,9 @@
 /// summed in another order). So all threads are the reference, and half of them are used only on
 /// evidence of a neighbour:
 ///
-/// - decodes of at most `governedTokens` tokens (generation) are timed, per token count: on `full`
-///   threads, their best time (slowly forgotten, `bestDrift`) and a running average (`smoothing`);
-///   longer decodes (prompts) always use `full`;
+/// - decodes of at most `governedTokens` tokens (generation) are timed, per token count: their best
+///   time on `full` threads (slowly forgotten, `bestDrift`), a running average on `reduced` ones
+///   (`smoothing`); longer decodes (prompts) always use `full`;
 /// - when `confirmations` decodes in a row on `full` threads take `slowdown` times their best or more,
 ///   another process is taking the cores (a hiccup slows one or two): decodes go to `reduced` threads;
 /// - while on `reduced` threads, `full` is tried again now and then (`probeLength` decodes every
@@ -50,9 +50,8 @@ public struct ThreadGovernor: Sendable {
     static let firstProbeInterval = 8
     static let longestProbeInterval = 1024
 
-    /// Per token count: the best and the running average on `full`, the average on `reduced`.
+    /// Per token count: the best time on `full`, the running average on `reduced`.
     private var best: [Int: Double] = [:]
-    private var fullAverage: [Int: Double] = [:]
     private var reducedAverage: [Int: Double] = [:]
     /// The thread count in use.
     public private(set) var current: Int32
@@ -83,7 +82,6 @@ public struct ThreadGovernor: Sendable {
         guard decodes == 0, current == full, reducedMs < Self.startMargin * fullMs else { return }
         current = reduced
         reducedAverage[1] = reducedMs / 1000
-        fullAverage[1] = fullMs / 1000
         switches += 1
     }
 
@@ -110,7 +108,6 @@ public struct ThreadGovernor: Sendable {
         func average(_ old: Double?) -> Double { old.map { $0 + Self.smoothing * (elapsed - $0) } ?? elapsed }
         if current == full {
             guard threads == full else { return }
-            fullAverage[tokens] = average(fullAverage[tokens])
             if let best = best[tokens], elapsed >= Self.slowdown * best { slowInARow += 1 } else { slowInARow = 0 }
             best[tokens] = min((best[tokens] ?? elapsed) * Self.bestDrift, elapsed)
             if slowInARow >= Self.confirmations {
@@ -136,7 +133,6 @@ public struct ThreadGovernor: Sendable {
             return false
         }
         // (The best time is learnt on all threads only: a probe beside the neighbour is no best.)
-        for (tokens, probe) in probeTimed { fullAverage[tokens] = probe }
         if back {
             current = full
             switches += 1

@@ -33,11 +33,10 @@ public struct BatchCalibration: Sendable, Equatable {
 
     /// Times single and batched decodes on `context`, which must be empty and have at least four
     /// sequences; it is emptied again afterwards.
+    /// Every decode names its threads (all of them, or half): forced decodes are not timed by the
+    /// context's thread governor, which measurements of the machine would skew.
     static func measure(context: LlamaContext, model: LlamaModel, repeats: Int = 3) throws(LlamaError) -> BatchCalibration {
-        try context.withAllThreads { () throws(LlamaError) in try timeDecodes(context: context, model: model, repeats: repeats) }
-    }
-
-    private static func timeDecodes(context: LlamaContext, model: LlamaModel, repeats: Int) throws(LlamaError) -> BatchCalibration {
+        let all = context.options.effectiveThreads
         let sizes = measuredSizes
         let sequences = Int32(min(sizes.upperBound, context.options.sequences))
         defer { context.clearMemory() }
@@ -47,7 +46,7 @@ public struct BatchCalibration: Sendable, Equatable {
         var position = Int32(0)
         if !prompt.isEmpty {
             batch.add(prompt, startingAt: 0, sequence: 0, logitsForLast: true)
-            try context.decode(batch)
+            try context.decode(batch, threads: all)
             position = Int32(prompt.count)
         }
         for sequence in 1..<sequences { context.copyTokens(from: 0, to: sequence) }
@@ -63,7 +62,7 @@ public struct BatchCalibration: Sendable, Equatable {
                 batch.clear()
                 batch.add(token, position: position, sequences: [sequence], logits: true)
                 let start = clock.now
-                try context.decode(batch)
+                try context.decode(batch, threads: all)
                 singles.append((clock.now - start).milliseconds)
                 if let reduced {
                     context.removeTokens(sequence: sequence, from: position)
@@ -77,7 +76,7 @@ public struct BatchCalibration: Sendable, Equatable {
                 batch.clear()
                 for sequence in 0..<Int32(size) { batch.add(token, position: position, sequences: [sequence], logits: true) }
                 let start = clock.now
-                try context.decode(batch)
+                try context.decode(batch, threads: all)
                 batched[size, default: []].append((clock.now - start).milliseconds)
                 for sequence in 0..<Int32(size) { context.removeTokens(sequence: sequence, from: position) }
             }

@@ -237,13 +237,14 @@ struct BenchCommand: ParsableCommand {
             let reference = row.adaptive ? median(alone) : median(aloneFixed)
             let ratio = median(beside) / reference
             let threads = row.adaptive ? "threads adaptive, halved on \(format(median(share) * 100))% of decodes" : "threads fixed"
+            let isDefault = row.adaptive == adaptive && !row.neighbourFixed
             output.row("beside \(row.name) neighbour:".padding(38) + "self-anchor \(format(median(beside))) s vs \(format(reference)) s alone "
-                + "(\(format(ratio))x the time; \(threads); \(waitPolicy))" + (row.adaptive == adaptive && !row.neighbourFixed ? Self.defaultMarker : ""),
+                + "(\(format(ratio))x the time; \(threads); \(waitPolicy))" + (isDefault ? Self.defaultMarker : ""),
                        key: "beside", values: [
                         "started": .bool(true), "neighbourThreads": .string(row.neighbourFixed ? "fixed" : "adaptive"),
                         "threads": .string(row.adaptive ? "adaptive" : "fixed"), "besideSeconds": .double(median(beside)),
                         "aloneSeconds": .double(reference), "ratio": .double(ratio), "halvedShare": .double(median(share)),
-                        "waitPolicy": .string(waitPolicy), "default": .bool(row.adaptive == adaptive && !row.neighbourFixed),
+                        "waitPolicy": .string(waitPolicy), "default": .bool(isDefault),
                        ], appending: true)
         }
         engine.setAdaptiveThreads(adaptive)

@@ -223,4 +223,3 @@ enum TestModel {
         #expect(draws.count > 1)
     }
 }
-
