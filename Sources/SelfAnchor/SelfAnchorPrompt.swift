@@ -5,7 +5,10 @@
 /// an instruction. On number tasks the upfront plan uses every fact and ends with what the question asks,
 /// and each step states the facts it uses before it calculates, as in a three-item example (measured on
 /// gsm8k-dev items 101–200 against steps that only calculate after a two-item plan: README, `eval`);
-/// the interleaved prompt is the one its measurements were made with.
+/// the interleaved prompt is the one its measurements were made with. On multiple choice the plan first
+/// recalls what the question is about, in its own words and before any option is judged, then checks
+/// each option against that, then chooses (measured on arc-easy-dev against a plan that goes for the
+/// option at once: README, "Multiple choice").
 enum SelfAnchorPrompt {
     /// A solved problem, in parts the two layouts arrange differently.
     struct WorkedExample {
@@ -84,10 +87,14 @@ enum SelfAnchorPrompt {
         case .choice:
             return WorkedExample(
                 problem: "Which of these gives off its own light?\nOptions:\nA. the Moon\nB. a mirror\nC. the Sun\nD. a window",
-                plans: ["Find which of the options make light rather than reflect or pass it.", "Choose that option."],
+                plans: ["Recall what it means to give off light.", "Check each option against it.",
+                        "Choose the option that fits."],
                 steps: [
-                    "The Moon and a mirror only reflect light, and a window lets it through; the Sun makes its own light.",
-                    "The Sun is option C.",
+                    "Something gives off its own light when it makes light itself, rather than reflecting or passing on "
+                        + "light that comes from elsewhere.",
+                    "A. The Moon only reflects sunlight. B. A mirror only reflects light. C. The Sun makes its own light. "
+                        + "D. A window only lets light through.",
+                    "Only the Sun makes its own light, so the answer is option C.",
                 ],
                 answer: "C")
         }

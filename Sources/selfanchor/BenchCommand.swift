@@ -17,6 +17,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Tokens generated per measurement.")
     var tokens: Int = 64
 
+    @Option(name: .long, help: "Decode steps per raw llama_decode measurement (a rate; the decoders' rows use --tokens).")
+    var rawSteps: Int = 32
+
     @Option(name: .long, help: "Repeat each measurement and keep the median.")
     var repeats: Int = 3
 
@@ -58,6 +61,14 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
+    func validate() throws {
+        for (flag, value) in [("--tokens", tokens), ("--raw-steps", rawSteps), ("--repeats", repeats), ("--concurrent", concurrent)]
+            where value < 1
+        {
+            throw ValidationError("\(flag) must be at least 1 (got \(value))")
+        }
+    }
+
     /// The row of the configuration a plain `solve` uses is marked with this.
     static let defaultMarker = "  ← default"
 
@@ -84,9 +95,10 @@ struct BenchCommand: ParsableCommand {
         }
         let raw = samples.mapValues(median)
         let single = raw[1] ?? 0
-        output.row("model: \(model.description), threads: \(options.effectiveThreads), \(tokens) tokens, median of \(repeats)",
+        output.row("model: \(model.description), threads: \(options.effectiveThreads), \(tokens) tokens "
+            + "(raw rows \(rawSteps) steps), median of \(repeats)",
                    key: "setup", values: ["model": .string(model.description), "threads": .int(Int(options.effectiveThreads)),
-                                          "tokens": .int(tokens), "repeats": .int(repeats)])
+                                          "tokens": .int(tokens), "rawSteps": .int(rawSteps), "repeats": .int(repeats)])
         output.row("raw decode, 1 sequence:                 \(format(single)) tok/s per sequence",
                    key: "rawSingle", values: ["tokensPerSecond": .double(single)])
         let separate = raw[-2] ?? 0
@@ -432,7 +444,7 @@ struct BenchCommand: ParsableCommand {
         for sequence in 1..<max(sequences, 1) { context.copyTokens(from: 0, to: Int32(sequence)) }
         let clock = ContinuousClock()
         let start = clock.now
-        for step in 0..<tokens {
+        for step in 0..<rawSteps {
             // Each sequence's next token (reading its logits as a sampler would), then one decode for all
             // of them, or one each.
             batch.clear()
@@ -452,7 +464,7 @@ struct BenchCommand: ParsableCommand {
         }
         let elapsed = clock.now - start
         let seconds = elapsed.milliseconds / 1000
-        return Double(tokens) / seconds
+        return Double(rawSteps) / seconds
     }
 
     func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

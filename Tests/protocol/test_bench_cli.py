@@ -5,7 +5,7 @@ import subprocess
 
 from conftest import daemon_binary
 
-SMALL = ["--model", "test", "--repeats", "1", "--tokens", "6", "--concurrent", "2"]
+SMALL = ["--model", "test", "--repeats", "1", "--tokens", "6", "--raw-steps", "4", "--concurrent", "2"]
 
 
 def test_json_has_every_row_and_marks_the_default():
@@ -22,7 +22,7 @@ def test_json_has_every_row_and_marks_the_default():
     # costs more than that many single decodes.
     losing = [row["tokens"] for row in calibration["batches"] if row["ms"] > row["tokens"] * calibration["singleMs"]]
     assert calibration["smallRoundLimit"] == max(losing, default=0)
-    assert report["setup"]["tokens"] == 6 and report["setup"]["repeats"] == 1
+    assert report["setup"]["tokens"] == 6 and report["setup"]["rawSteps"] == 4 and report["setup"]["repeats"] == 1
     assert [row["sequences"] for row in report["rawBatched"]] == [2, 3, 4, 8]
     assert report["rawSingle"]["tokensPerSecond"] > 0
     decoders = {row["name"]: row for row in report["decoders"]}
@@ -67,3 +67,10 @@ def test_raw_only_text_rows_and_json():
                          timeout=600)
     assert raw.returncode == 0, raw.stderr
     assert set(json.loads(raw.stdout)) == {"setup", "rawSingle", "rawSeparate", "rawBatched"}
+
+
+def test_counts_below_one_are_refused():
+    for flag in ["--tokens", "--raw-steps", "--repeats", "--concurrent"]:
+        process = subprocess.run([daemon_binary(), "bench", "--model", "test", flag, "0"], capture_output=True, text=True,
+                                 timeout=60)
+        assert process.returncode != 0 and f"{flag} must be at least 1 (got 0)" in process.stderr, process.stderr
