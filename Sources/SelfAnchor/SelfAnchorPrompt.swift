@@ -8,7 +8,7 @@
 /// the interleaved prompt is the one its measurements were made with. On multiple choice the plan first
 /// recalls what the question is about, in its own words and before any option is judged, then checks
 /// each option against that, then chooses (measured on arc-easy-dev against a plan that goes for the
-/// option at once: README, "Multiple choice").
+/// option at once: README, "What was tried on arc-easy-dev").
 enum SelfAnchorPrompt {
     /// A solved problem, in parts the two layouts arrange differently.
     struct WorkedExample {
