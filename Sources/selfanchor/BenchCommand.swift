@@ -38,6 +38,11 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object with every row's numbers instead of the text rows.")
     var json = false
 
+    /// A neighbour process (`benchBeside`) writes a line to this descriptor and closes it once its model is
+    /// loaded and it starts decoding, so the measurement beside it starts then, on any machine.
+    @Option(name: .long, help: .hidden)
+    var readyFd: Int32?
+
     @OptionGroup var modelOptions: ModelOptions
 
     /// The rows measured so far: printed as text at once, or kept for the one JSON object at the end.
@@ -85,6 +90,10 @@ struct BenchCommand: ParsableCommand {
         let context = try LlamaContext(model: model, options: rawOptions)
         let prompt = try model.tokenize(String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 20),
                                         addSpecial: true)
+        if let readyFd {
+            _ = "decoding\n".withCString { write(readyFd, $0, strlen($0)) }
+            close(readyFd)
+        }
         // Alternating, so that a slow spell of the machine hits every batch size alike.
         var samples: [Int: [Double]] = [:]
         for _ in 0..<repeats {
@@ -232,12 +241,12 @@ struct BenchCommand: ParsableCommand {
                              "--threads", String(modelOptions.threads)]
             if noRepack { arguments.append("--no-repack") }
             if row.neighbourFixed { arguments.append("--fixed-threads") }
+            // Returns once its model is loaded and it decodes (until stopped).
             guard let neighbour = Neighbour(arguments) else {
                 output.row("beside another decoding process:      could not start one", key: "beside",
                            values: ["started": .bool(false)], appending: true)
                 return
             }
-            usleep(3_000_000)  // its model load, then it decodes until stopped
             var beside: [Double] = []
             var share: [Double] = []
             // The reference row (this process on fixed threads too) is the slow one it is measured against: once.
@@ -321,18 +330,37 @@ struct BenchCommand: ParsableCommand {
     /// Another `selfanchor` process, its output discarded, stopped with SIGKILL.
     struct Neighbour {
         let pid: pid_t
+        /// How long its model load may take before it is given up.
+        static let readyTimeoutMs: Int32 = 600_000
 
+        /// Starts it and waits until it says it decodes (`--ready-fd`); nil when it cannot be started or
+        /// ends (or hangs) before that.
         init?(_ arguments: [String]) {
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0 else { return nil }
+            let (readEnd, writeEnd) = (ends[0], ends[1])
+            // The child inherits the write end (its `--ready-fd`), not the read end.
+            _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+            defer { close(readEnd) }
             var actions = posix_spawn_file_actions_t()
             posix_spawn_file_actions_init(&actions)
             defer { posix_spawn_file_actions_destroy(&actions) }
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-            let argv = (["selfanchor"] + arguments).map { strdup($0) } + [nil]
+            let argv = (["selfanchor"] + arguments + ["--ready-fd", String(writeEnd)]).map { strdup($0) } + [nil]
             defer { argv.forEach { free($0) } }
             var pid: pid_t = 0
-            guard posix_spawn(&pid, "/proc/self/exe", &actions, nil, argv, environ) == 0 else { return nil }
+            let spawned = posix_spawn(&pid, "/proc/self/exe", &actions, nil, argv, environ) == 0
+            close(writeEnd)
+            guard spawned else { return nil }
             self.pid = pid
+            // A line, or end of file if it died first (the pipe's only other writer is gone).
+            var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+            var byte: UInt8 = 0
+            guard poll(&ready, 1, Self.readyTimeoutMs) == 1, read(readEnd, &byte, 1) == 1 else {
+                stop()
+                return nil
+            }
         }
 
         func stop() {
