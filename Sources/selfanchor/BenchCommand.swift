@@ -203,26 +203,26 @@ struct BenchCommand: ParsableCommand {
     func benchBeside(_ engine: Engine, output: Output) throws {
         guard let (_, solve) = decoders().first(where: { $0.0 == Self.defaultSelfAnchor }) else { return }
         let adaptive = !modelOptions.fixedThreads
-        // The governor is kept between solves (as a daemon keeps it between requests); `halved` is the
-        // share of the last solve's decodes it ran on half the threads.
-        var halved = 0.0
-        func seconds(adaptiveThreads: Bool) throws -> Double {
+        // The governor is kept between solves (as a daemon keeps it between requests). A solve's time, and
+        // the share of its decodes the governor ran on half the threads.
+        func solveTimed(adaptiveThreads: Bool) throws -> (seconds: Double, halved: Double) {
             if engine.adaptiveThreads != adaptiveThreads { engine.setAdaptiveThreads(adaptiveThreads) }
             let before = adaptiveThreads ? engine.threadGovernor : nil
-            halved = 0
             let timings = try solve(engine)
+            var halved = 0.0
             if let before, let after = engine.threadGovernor, after.decodes > before.decodes {
                 halved = Double(after.reducedDecodes - before.reducedDecodes) / Double(after.decodes - before.decodes)
             }
-            return (timings.promptMs + timings.predictedMs) / 1000
+            return ((timings.promptMs + timings.predictedMs) / 1000, halved)
         }
         var alone: [Double] = []
         var aloneFixed: [Double] = []
         var aloneHalved: [Double] = []
         for _ in 0..<repeats {
-            alone.append(try seconds(adaptiveThreads: adaptive))
-            aloneHalved.append(halved)
-            if adaptive { aloneFixed.append(try seconds(adaptiveThreads: false)) }
+            let solved = try solveTimed(adaptiveThreads: adaptive)
+            alone.append(solved.seconds)
+            aloneHalved.append(solved.halved)
+            if adaptive { aloneFixed.append(try solveTimed(adaptiveThreads: false).seconds) }
         }
         let policy = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"].compactMap { name in getenv(name).map { name + "=" + String(cString: $0) } }
         let waitPolicy = policy.isEmpty ? "libgomp's default wait" : policy.joined(separator: " ")
@@ -251,8 +251,9 @@ struct BenchCommand: ParsableCommand {
             var share: [Double] = []
             // The reference row (this process on fixed threads too) is the slow one it is measured against: once.
             for _ in 0..<(row.adaptive == adaptive ? repeats : 1) {
-                beside.append(try seconds(adaptiveThreads: row.adaptive))
-                share.append(halved)
+                let solved = try solveTimed(adaptiveThreads: row.adaptive)
+                beside.append(solved.seconds)
+                share.append(solved.halved)
             }
             neighbour.stop()
             let reference = row.adaptive ? median(alone) : median(aloneFixed)
