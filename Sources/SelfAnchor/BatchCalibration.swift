@@ -17,6 +17,11 @@ public struct BatchCalibration: Sendable, Equatable {
     /// Median milliseconds of one single-token decode on half the threads (nil: one thread only); far
     /// below `singleMs` when another process already takes the cores (`ThreadGovernor`).
     public var reducedSingleMs: Double? = nil
+    /// `smallRoundLimit` is the choice stored for this machine by an earlier engine
+    /// (`BatchingChoiceStore`), not this measurement's.
+    public var remembered = false
+    /// This measurement's own choice (what `smallRoundLimit` would be without a stored one).
+    public var measuredSmallRoundLimit: Int { Self.smallRoundLimit(singleMs: singleMs, batchMs: batchMs) }
 
     /// Round sizes measured; larger rounds are always batched (on every machine measured, a batch of
     /// four or more costs less than its tokens one by one).

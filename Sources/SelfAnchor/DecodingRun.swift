@@ -4,7 +4,7 @@ import Llama
 /// The state of one request while it decodes: prompts, generated tokens, text, records and timings.
 final class DecodingRun {
     let engine: Engine
-    let slot: Engine.Slot
+    let slot: Slot
     let model: LlamaModel
     let cache: SequenceCache
     let sampler: LlamaSampler
@@ -25,7 +25,7 @@ final class DecodingRun {
     /// This run claimed the prompt cache (and must release it).
     private var usesPromptCache = false
 
-    init(engine: Engine, slot: Engine.Slot, sampling: SamplingOptions, cancellation: CancellationFlag,
+    init(engine: Engine, slot: Slot, sampling: SamplingOptions, cancellation: CancellationFlag,
          emit: @escaping (DecoderEvent) -> Void, strategy: String, question: String)
     {
         self.engine = engine
@@ -50,7 +50,7 @@ final class DecodingRun {
         engine.scheduler.join()
         defer {
             cache.clear(slot.sequences)
-            if usesPromptCache { engine.releasePromptCache() }
+            if usesPromptCache { engine.promptCache.release() }
             engine.scheduler.leave()
         }
         do {
@@ -117,9 +117,9 @@ final class DecodingRun {
     /// another one nobody is using (a lone request thus finds the prefix in the first cells).
     func syncPromptCache() throws {
         let prefix = try cacheablePrefix()
-        guard prefix.count >= Engine.promptCacheMinimum else { return }
-        let sequence = Engine.promptCacheSequence
-        switch engine.claimPromptCache(prefix) {
+        guard prefix.count >= PromptCache.minimumLength else { return }
+        let sequence = PromptCache.sequence
+        switch engine.promptCache.claim(prefix) {
         case .unavailable:
             return
         case .ready:
@@ -131,11 +131,11 @@ final class DecodingRun {
             do {
                 try cache.sync([SequenceCache.Target(sequence: sequence, tokens: prefix, wantsLogits: false)])
             } catch {
-                engine.finishFillingPromptCache(nil)
+                engine.promptCache.finishFilling(nil)
                 cache.forget(sequence)
                 throw error
             }
-            engine.finishFillingPromptCache(prefix)
+            engine.promptCache.finishFilling(prefix)
         }
     }
 
@@ -161,7 +161,7 @@ final class DecodingRun {
         }
         try cache.sync(targets)
         result.timings.promptN = realPrompt.count
-        result.timings.promptDecodedN = cache.decodedCount(slot.real) + cache.decodedCount(Engine.promptCacheSequence)
+        result.timings.promptDecodedN = cache.decodedCount(slot.real) + cache.decodedCount(PromptCache.sequence)
         result.timings.promptMs = (clock.now - start).milliseconds
         generationStart = clock.now
     }

@@ -1,6 +1,5 @@
 import AttentionAnalysis
 import Llama
-import Synchronization
 
 /// The resident model and its context: runs solves and steered generations, several at once.
 ///
@@ -10,8 +9,7 @@ import Synchronization
 /// through one `BatchScheduler`, so requests decoding at the same time share each `llama_decode`.
 /// Sequence 0 keeps the prompt prefix requests of a kind share (chat template and system prompt, up
 /// to where the question starts) between requests: the prompt cache.
-/// Unchecked: free slots and the prompt cache change under `slotLock`/`promptCacheLock` (ConditionLocks).
-public final class Engine: @unchecked Sendable {
+public final class Engine: Sendable {
     public let model: LlamaModel
     let context: LlamaContext
     let scheduler: BatchScheduler
@@ -23,88 +21,16 @@ public final class Engine: @unchecked Sendable {
     /// One request's context window in tokens (its real and masked contexts share it).
     public let requestCapacity: Int
 
-    /// Holds the cached prompt prefix between requests.
-    static let promptCacheSequence: Int32 = 0
-    /// Prefixes shorter than this are not worth caching.
-    static let promptCacheMinimum = 16
-
-    /// The KV-cache sequences (and attention tracker) of one request in flight.
-    final class Slot {
-        let index: Int
-        let real: Int32
-        let questionMasked: Int32
-        let planMasked: Int32
-        /// The attention-reading context of `attention-anchor`, made on first use and kept.
-        var tracker: AttentionTracker?
-        var sequences: [Int32] { [real, questionMasked, planMasked] }
-
-        init(index: Int) {
-            self.index = index
-            real = Int32(1 + 3 * index)
-            questionMasked = real + 1
-            planMasked = real + 2
-        }
-    }
-    private let slots: [Slot]
-    private var freeSlots: [Int]
-    private let slotLock = ConditionLock()
+    /// Request slots (three KV sequences each); more requests than slots wait for one.
+    let slots: SlotPool
+    /// The prompt prefix shared between requests (KV sequence 0).
+    let promptCache: PromptCache
     /// Attention trackers decode on their own contexts: one at a time, so they never compete for the
     /// cores with each other.
     let trackerLock = ConditionLock()
 
-    /// What the prompt-cache sequence holds, and who uses it. It is refilled only when nobody uses it.
-    private struct PromptCache {
-        var tokens: [LlamaToken] = []
-        var filling = false
-        var users = 0
-    }
-    private var promptCache = PromptCache()
-    private let promptCacheLock = ConditionLock()
-
     /// Forgets the cached prompt prefix (the next request decodes it again), unless a request uses it.
-    public func dropPromptCache() {
-        promptCacheLock.withLock {
-            guard promptCache.users == 0 && !promptCache.filling else { return }
-            promptCache.tokens = []
-            emptyPromptCacheSequence()
-        }
-    }
-
-    enum PromptCacheClaim { case ready, fill, unavailable }
-
-    /// A request wants `prefix` from the prompt cache: it is there (`ready`), or this request is to
-    /// decode it there (`fill`; nobody else was using the old one), or it cannot be had now.
-    func claimPromptCache(_ prefix: [LlamaToken]) -> PromptCacheClaim {
-        promptCacheLock.withLock {
-            if promptCache.filling { return .unavailable }
-            if promptCache.tokens == prefix {
-                promptCache.users += 1
-                return .ready
-            }
-            guard promptCache.users == 0 else { return .unavailable }
-            promptCache = PromptCache(tokens: [], filling: true, users: 1)
-            emptyPromptCacheSequence()
-            return .fill
-        }
-    }
-
-    /// The request that claimed `fill` is done filling (nil: it failed and the sequence was emptied).
-    func finishFillingPromptCache(_ prefix: [LlamaToken]?) {
-        promptCacheLock.withLock {
-            promptCache.filling = false
-            promptCache.tokens = prefix ?? []
-            if prefix == nil { emptyPromptCacheSequence() }
-        }
-    }
-
-    private func emptyPromptCacheSequence() {
-        _ = scheduler.withContext { $0.removeTokens(sequence: Engine.promptCacheSequence) }
-    }
-
-    /// A request that claimed the prompt cache has ended.
-    func releasePromptCache() {
-        promptCacheLock.withLock { promptCache.users -= 1 }
-    }
+    public func dropPromptCache() { promptCache.drop() }
 
     /// Context settings the engine uses unless told otherwise (`contextSize` is per request).
     public static var defaultContextOptions: ContextOptions {
@@ -114,9 +40,22 @@ public final class Engine: @unchecked Sendable {
         return options
     }
 
+    /// How an engine decides whether small rounds are batched (`BatchCalibration`, `BatchingChoiceStore`).
+    public enum Batching: Sendable {
+        /// The choice stored for this machine, model and thread count; measured and stored when there is
+        /// none. Greedy output then repeats from one engine to the next.
+        case remembered(BatchingChoiceStore)
+        /// This engine's own measurement, stored for the engines after it (`bench`).
+        case measuredAndStored(BatchingChoiceStore)
+        /// This engine's own measurement, not stored.
+        case measured
+
+        public static var standard: Batching { .remembered(.standard) }
+    }
+
     /// `options.contextSize` is one request's window; the KV cache holds `parallel` of them.
-    public init(model: LlamaModel, options: ContextOptions = Engine.defaultContextOptions, parallel: Int = 1)
-        throws(LlamaError)
+    public init(model: LlamaModel, options: ContextOptions = Engine.defaultContextOptions, parallel: Int = 1,
+                batching: Batching = .standard) throws(LlamaError)
     {
         let parallel = max(1, parallel)
         var options = options
@@ -129,27 +68,25 @@ public final class Engine: @unchecked Sendable {
         let context = try LlamaContext(model: model, options: options)
         self.context = context
         self.scheduler = BatchScheduler(context: context)
-        self.batchCalibration = try BatchCalibration.measure(context: context, model: model)
-        scheduler.smallRoundLimit = batchCalibration.smallRoundLimit
-        self.slots = (0..<parallel).map(Slot.init)
-        self.freeSlots = Array(0..<parallel)
-    }
-
-    /// Waits for a free slot.
-    func acquireSlot() -> Slot {
-        slotLock.lock()
-        while freeSlots.isEmpty { slotLock.wait() }
-        let index = freeSlots.removeFirst()
-        slotLock.unlock()
-        return slots[index]
-    }
-
-    func releaseSlot(_ slot: Slot) {
-        slotLock.withLock {
-            freeSlots.append(slot.index)
-            freeSlots.sort()
-            slotLock.broadcast()
+        var calibration = try BatchCalibration.measure(context: context, model: model)
+        let key = BatchingChoiceStore.key(model: model, threads: options.effectiveThreads)
+        switch batching {
+        case .remembered(let store):
+            if let stored = store.limit(for: key) {
+                calibration.smallRoundLimit = stored
+                calibration.remembered = true
+            } else {
+                store.store(calibration.smallRoundLimit, for: key)
+            }
+        case .measuredAndStored(let store):
+            store.store(calibration.smallRoundLimit, for: key)
+        case .measured:
+            break
         }
+        self.batchCalibration = calibration
+        scheduler.smallRoundLimit = calibration.smallRoundLimit
+        self.slots = SlotPool(count: parallel)
+        self.promptCache = PromptCache(scheduler: scheduler)
     }
 
     /// The context's thread governor (its counts so far; nil with one thread).
@@ -195,8 +132,8 @@ public final class Engine: @unchecked Sendable {
     public func solve(_ request: SolveRequest, cancellation: CancellationFlag = CancellationFlag(),
                       onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
     {
-        let slot = acquireSlot()
-        defer { releaseSlot(slot) }
+        let slot = slots.acquire()
+        defer { slots.release(slot) }
         let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.strategy.rawValue, question: request.question)
         run.calculator = request.calculator
@@ -227,8 +164,8 @@ public final class Engine: @unchecked Sendable {
     public func generate(_ request: GenerateRequest, cancellation: CancellationFlag = CancellationFlag(),
                          onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
     {
-        let slot = acquireSlot()
-        defer { releaseSlot(slot) }
+        let slot = slots.acquire()
+        defer { slots.release(slot) }
         let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.anchors.isEmpty ? "generate" : "spa",
                               question: request.messages.last(where: { $0.role == "user" })?.content ?? "")

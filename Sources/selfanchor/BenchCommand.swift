@@ -128,21 +128,24 @@ struct BenchCommand: ParsableCommand {
         }
 
         // The decoders, on the same question with the same budget, alternating so drift hits all alike.
-        let engine = try Engine(model: model, options: options)
+        // The bench measures alone: its choice is stored for the engines after it (`BatchingChoiceStore`).
+        let store = BatchingChoiceStore.standard
+        let engine = try Engine(model: model, options: options, batching: .measuredAndStored(store))
         let calibration = engine.batchCalibration
         let sizes = BatchCalibration.measuredSizes.filter { calibration.batchMs[$0] != nil }
         let costs = sizes.map { "\($0) in one batch \(format(calibration.batchMs[$0]!)) ms (\(format(calibration.cost(ofBatch: $0)!)) singles)" }
         let halfThreads = calibration.reducedSingleMs.map { "; one token on half the threads \(format($0)) ms" } ?? ""
         output.row("batch calibration (at engine start):  one token \(format(calibration.singleMs)) ms; " + costs.joined(separator: ", ")
             + " → " + (calibration.smallRoundLimit == 0 ? "every round batched"
-                : "rounds of ≤ \(calibration.smallRoundLimit) tokens one per decode") + halfThreads,
+                : "rounds of ≤ \(calibration.smallRoundLimit) tokens one per decode") + halfThreads
+            + " (stored in \(store.path) for later engines)",
                    key: "batchCalibration",
                    values: ["singleMs": .double(calibration.singleMs),
                             "batches": .array(sizes.map { size in
                                 .object(["tokens": .int(size), "ms": .double(calibration.batchMs[size]!),
                                          "singles": .double(calibration.cost(ofBatch: size)!)])
                             }),
-                            "smallRoundLimit": .int(calibration.smallRoundLimit),
+                            "smallRoundLimit": .int(calibration.smallRoundLimit), "storedIn": .string(store.path),
                             "reducedSingleMs": calibration.reducedSingleMs.map(JSONValue.double) ?? .null])
         var rates: [String: [Double]] = [:]
         var drafts: [String: Timings] = [:]

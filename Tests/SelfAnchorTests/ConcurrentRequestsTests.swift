@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Llama
 import Testing
 @testable import SelfAnchor
@@ -5,11 +8,11 @@ import Testing
 /// Requests in flight at the same time share one `llama_decode` per step (continuous batching).
 /// Real SmolLM2, on engines with several slots of their own.
 extension RealModelTests { @Suite struct ConcurrentRequestsTests {
-    static func engine(parallel: Int, contextSize: Int = 1024) throws -> Engine {
+    static func engine(parallel: Int, contextSize: Int = 1024, batching: Engine.Batching = .standard) throws -> Engine {
         var options = Engine.defaultContextOptions
         options.adaptiveThreads = false
         options.contextSize = contextSize
-        return try Engine(model: TestEngine.shared.model, options: options, parallel: parallel)
+        return try Engine(model: TestEngine.shared.model, options: options, parallel: parallel, batching: batching)
     }
 
     static let questions = [
@@ -135,8 +138,9 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
 /// The batching choice is measured on the machine, not a constant.
 extension RealModelTests { @Suite struct BatchCalibrationTests {
     @Test func aNewEngineMeasuresBatchCostsAndLeavesItsContextEmpty() throws {
-        let engine = try ConcurrentRequestsTests.engine(parallel: 2)
+        let engine = try ConcurrentRequestsTests.engine(parallel: 2, batching: .measured)
         let calibration = engine.batchCalibration
+        #expect(!calibration.remembered)
         #expect(calibration.singleMs > 0)
         #expect(Set(calibration.batchMs.keys) == Set(BatchCalibration.measuredSizes))
         #expect(calibration.batchMs.values.allSatisfy { $0 > 0 })
@@ -153,6 +157,41 @@ extension RealModelTests { @Suite struct BatchCalibrationTests {
         #expect(try engine.solve(request).text == (try TestEngine.shared.solve(request).text))
     }
 
+    /// A batch and the same tokens one per call differ in the last bits of their logits, so the choice is
+    /// measured once per machine and kept: engines after the first decode alike (greedy output repeats).
+    @Test func engineUsesTheChoiceStoredForItsMachineModelAndThreads() throws {
+        let directory = "/tmp/selfanchor-tests-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let store = BatchingChoiceStore(path: directory + "/nested/batching.tsv")
+        defer {
+            unlink(store.path)
+            rmdir(directory + "/nested")
+            rmdir(directory)
+        }
+        #expect(store.limit(for: "anything") == nil, "no file yet")
+
+        // The first engine measures and stores its choice.
+        let first = try ConcurrentRequestsTests.engine(parallel: 1, batching: .remembered(store))
+        #expect(!first.batchCalibration.remembered)
+        let key = BatchingChoiceStore.key(model: first.model, threads: first.context.options.effectiveThreads)
+        #expect(store.limit(for: key) == first.batchCalibration.smallRoundLimit)
+
+        // A stored choice wins over the next engine's own measurement.
+        let other = first.batchCalibration.measuredSmallRoundLimit == 0 ? 4 : 0
+        #expect(store.store(other, for: key))
+        #expect(store.store(3, for: "another machine"), "other keys are kept")
+        let second = try ConcurrentRequestsTests.engine(parallel: 1, batching: .remembered(store))
+        #expect(second.batchCalibration.remembered)
+        #expect(second.batchCalibration.smallRoundLimit == other)
+        #expect(second.scheduler.smallRoundLimit == other)
+        #expect(store.limit(for: "another machine") == 3)
+
+        // The bench's engine replaces it with its own measurement.
+        let measured = try ConcurrentRequestsTests.engine(parallel: 1, batching: .measuredAndStored(store))
+        #expect(!measured.batchCalibration.remembered)
+        #expect(store.limit(for: key) == measured.batchCalibration.smallRoundLimit)
+        #expect(store.limit(for: "another machine") == 3)
+    }
+
     @Test func roundsGoOneTokenPerCallUpToTheLargestSizeWhoseBatchLoses() {
         // The 2-core VM this was built on: a batch of two cost 2.6 singles, of three 3.0, of four 3.5.
         #expect(BatchCalibration.smallRoundLimit(singleMs: 10, batchMs: [2: 26, 3: 30, 4: 35]) == 2)
@@ -162,3 +201,4 @@ extension RealModelTests { @Suite struct BatchCalibrationTests {
         #expect(BatchCalibration.smallRoundLimit(singleMs: 10, batchMs: [2: 15, 3: 22, 4: 41]) == 4)
     }
 } }
+

@@ -176,6 +176,44 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
         #expect(first.steps == second.steps)
     }
 
+    /// The decoder is a step function: driven one `step()` at a time it writes at most one token per
+    /// step, goes from the plan through the steps to the answer, and writes what `solve` writes.
+    @Test func theLineLoopIsAStepFunctionThatWritesWhatSolveWrites() throws {
+        let engine = TestEngine.shared
+        var request = SolveRequest(question: TestEngine.question)
+        request.maxTokens = 160
+        request.maxSteps = 3
+        let solved = try engine.solve(request)
+        let slot = engine.slots.acquire()
+        defer { engine.slots.release(slot) }
+        let run = DecodingRun(engine: engine, slot: slot, sampling: request.sampling, cancellation: CancellationFlag(),
+                              emit: { _ in }, strategy: request.strategy.rawValue, question: request.question)
+        var phases: [SelfAnchorLoop.Phase] = []
+        var steps = 0
+        var mostTokensInOneStep = 0
+        let stepped = try run.execute {
+            let loop = try run.selfAnchorLoop(request)
+            var before = run.result.timings.predictedN
+            var more = true
+            while more {
+                if phases.last != loop.segment.phase { phases.append(loop.segment.phase) }
+                more = try loop.step()
+                steps += 1
+                mostTokensInOneStep = max(mostTokensInOneStep, run.result.timings.predictedN - before)
+                before = run.result.timings.predictedN
+            }
+            run.recordAnswer(task: request.task)
+        }
+        #expect(stepped.text == solved.text)
+        #expect(stepped.steps == solved.steps)
+        #expect(stepped.answer?.extracted == solved.answer?.extracted)
+        #expect(mostTokensInOneStep == 1)
+        #expect(steps >= stepped.timings.predictedN)
+        #expect(phases.first == .plan(1))
+        #expect(phases.contains(.step(1)))
+        #expect(phases.last == .answer)
+    }
+
     @Test func maxTokensIsHonoured() throws {
         for limit in [1, 12, 40] {
             let result = try solve { $0.maxTokens = limit; $0.maxSteps = 20 }

@@ -1,6 +1,7 @@
 """`selfanchor bench --json` as a script reads it: the real binary on the test model, one JSON object
 on stdout with every row's numbers, the default configuration marked; the text rows carry the mark."""
 import json
+import os
 import subprocess
 
 from conftest import daemon_binary
@@ -8,8 +9,11 @@ from conftest import daemon_binary
 SMALL = ["--model", "test", "--repeats", "1", "--tokens", "6", "--raw-steps", "4", "--concurrent", "2"]
 
 
-def test_json_has_every_row_and_marks_the_default():
-    process = subprocess.run([daemon_binary(), "bench", "--json", *SMALL], capture_output=True, text=True, timeout=900)
+def test_json_has_every_row_and_marks_the_default(tmp_path):
+    store = tmp_path / "cache" / "batching.tsv"
+    environment = dict(os.environ, SELFANCHOR_BATCHING_FILE=str(store))
+    process = subprocess.run([daemon_binary(), "bench", "--json", *SMALL], capture_output=True, text=True, timeout=900,
+                             env=environment)
     assert process.returncode == 0, process.stderr
     lines = [line for line in process.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, "stdout is one JSON object"
@@ -22,6 +26,11 @@ def test_json_has_every_row_and_marks_the_default():
     # costs more than that many single decodes.
     losing = [row["tokens"] for row in calibration["batches"] if row["ms"] > row["tokens"] * calibration["singleMs"]]
     assert calibration["smallRoundLimit"] == max(losing, default=0)
+    # ... and is stored for the engines after it (one line: this machine, model and thread count).
+    assert calibration["storedIn"] == str(store)
+    stored = store.read_text().splitlines()
+    assert len(stored) == 1 and stored[0].endswith(f"\t{calibration['smallRoundLimit']}"), stored
+    assert "smollm2-135m-instruct-q4_1.gguf" in stored[0] and f"| threads {report['setup']['threads']}" in stored[0]
     assert report["setup"]["tokens"] == 6 and report["setup"]["rawSteps"] == 4 and report["setup"]["repeats"] == 1
     assert [row["sequences"] for row in report["rawBatched"]] == [2, 3, 4, 8]
     assert report["rawSingle"]["tokensPerSecond"] > 0

@@ -1,0 +1,54 @@
+import AttentionAnalysis
+import Llama
+
+/// The KV-cache sequences of one request in flight: its real context, the context with the question
+/// masked, and the context with the question and the current plan masked (and, for
+/// `attention-anchor`, its attention-reading context, made on first use and kept).
+final class Slot {
+    let index: Int
+    let real: Int32
+    let questionMasked: Int32
+    let planMasked: Int32
+    var tracker: AttentionTracker?
+    var sequences: [Int32] { [real, questionMasked, planMasked] }
+
+    /// Slot `index` uses sequences 1 + 3·index … 3 + 3·index (sequence 0 is the prompt cache's).
+    init(index: Int) {
+        self.index = index
+        real = Int32(1 + 3 * index)
+        questionMasked = real + 1
+        planMasked = real + 2
+    }
+}
+
+/// Hands out the engine's request slots: a request waits until one is free, and gets the lowest free
+/// one (a request decoding alone thus always uses the same cells).
+/// Unchecked: the free list changes under `lock` (a ConditionLock, which Swift cannot see as a lock),
+/// and a slot is used by one request at a time.
+final class SlotPool: @unchecked Sendable {
+    private let slots: [Slot]
+    private var free: [Int]
+    private let lock = ConditionLock()
+
+    init(count: Int) {
+        slots = (0..<count).map(Slot.init)
+        free = Array(0..<count)
+    }
+
+    /// Waits for a free slot.
+    func acquire() -> Slot {
+        lock.lock()
+        while free.isEmpty { lock.wait() }
+        let index = free.removeFirst()
+        lock.unlock()
+        return slots[index]
+    }
+
+    func release(_ slot: Slot) {
+        lock.withLock {
+            free.append(slot.index)
+            free.sort()
+            lock.broadcast()
+        }
+    }
+}
