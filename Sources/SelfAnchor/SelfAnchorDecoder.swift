@@ -29,6 +29,10 @@ import Llama
 // run through an attention-reading context (`AttentionTracker`, only the new tokens are decoded) and
 // every line is steered toward the question plus the `anchorSpans` spans with the highest FAI so far
 // (`AttentionAnchors`); the decoder's own headers are never anchors.
+//
+// In code: `SelfAnchorLoop` is the loop as a state machine (`step()` writes one token, or a header, or
+// decides what the next line is), and the anchors are an `AnchorPolicy`, one per strategy:
+// `QuestionAndPlanAnchors` and `AttentionSpanAnchors`.
 
 extension DecodingRun {
     /// Self-Anchor (and attention-anchor): builds the prompts, prefills, and runs the line loop.

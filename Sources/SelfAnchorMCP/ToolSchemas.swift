@@ -133,7 +133,7 @@ enum ToolSchemas {
                 "speculative",
                 "adaptive"
               ],
-              "description": "how the masked context is decoded: every (on every token, the reference), speculative (the real context drafts up to 16 tokens, the masked context verifies them in one batch; output as with every), adaptive (skipped on tokens whose real top-1 probability reaches skipMaskedAbove; default)"
+              "description": "how the masked context is decoded: every (on every token, the reference), speculative (the real context drafts up to 16 tokens, the masked context verifies them in one batch, by the rule of every), adaptive (skipped on tokens whose real top-1 probability reaches skipMaskedAbove; default)"
             },
             "answerOmega": {
               "type": "number",

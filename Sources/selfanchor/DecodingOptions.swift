@@ -37,7 +37,7 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "attention-anchor: highest-FAI spans of the generation steered toward (with the question).")
     var anchorSpans: Int = 3
 
-    @Option(name: .long, help: "How the masked context is decoded: every (on every token, the reference), speculative (the real context drafts, the masked one verifies the draft in one batch; exact), adaptive (skipped where the real top-1 probability reaches --skip-masked-above; not exact). Default: \(SteeringOptions.defaultMaskedPass.rawValue).")
+    @Option(name: .long, help: "How the masked context is decoded: every (on every token, the reference), speculative (the real context drafts, the masked one verifies the draft in one batch; the rule of every, texts may part at near ties), adaptive (skipped where the real top-1 probability reaches --skip-masked-above; not exact). Default: \(SteeringOptions.defaultMaskedPass.rawValue).")
     var maskedPass: SteeringOptions.MaskedPass?
 
     @Option(name: .long, help: "The adaptive masked pass's threshold P (given alone, it selects --masked-pass adaptive; 'off': every).")
