@@ -70,7 +70,7 @@ let package = Package(
         .target(name: "SelfAnchorProtocol", dependencies: ["JSONRPC", "JSON"]),
         // Between the wire shapes and the decoder's types, in both directions (one mapping of each).
         .target(name: "WireMapping", dependencies: ["SelfAnchorProtocol", "SelfAnchor", "AttentionAnalysis", "Llama"]),
-        // The daemon's dispatcher: lifecycle, admission queue, request threads, cancellation (messages out
+        // The daemon's dispatcher: lifecycle, admission queue, request tasks, cancellation (messages out
         // through a closure: no reading or writing of its own); InProcessClient drives it through a Connection.
         .target(
             name: "SelfAnchorServer",

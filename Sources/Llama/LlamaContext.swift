@@ -36,7 +36,7 @@ public struct ContextOptions: Sendable, Equatable {
 /// Owns the `llama_context` handle (freed in `deinit`) and keeps its model alive. Not thread-safe:
 /// one thread decodes at a time. `shouldAbort` may be set from the decoding thread and is polled by
 /// llama.cpp between graph nodes, which is what makes cancellation take effect inside a long decode.
-/// Unchecked: a C handle Swift cannot check; its users serialise decodes (`ComputeThread`, `BatchScheduler`).
+/// Unchecked: a C handle Swift cannot check; its users serialise decodes (`ComputeThread`; an engine's `ContextScheduler` is its context's one user).
 public final class LlamaContext: @unchecked Sendable {
     let pointer: OpaquePointer
     public let model: LlamaModel

@@ -2,8 +2,8 @@
     import Glibc
 #endif
 
-/// A mutex with a condition variable (Swift's `Mutex` has no way to wait): the batch scheduler's
-/// threads sleep on it until their tokens have been decoded. Owns the pthread objects and destroys
+/// A mutex with a condition variable (Swift's `Mutex` has no way to wait): the context scheduler's
+/// thread sleeps on it until there is work, and blocking callers until their answer is there. Owns the pthread objects and destroys
 /// them in `deinit`.
 /// Unchecked: it is the lock; the pthread objects are used only through pthread calls.
 public final class ConditionLock: @unchecked Sendable {
@@ -60,8 +60,8 @@ public func startThread(_ body: @escaping () -> Void) -> pthread_t {
 }
 
 /// Carries a value across threads where the code guarantees it is safe.
-/// Unchecked: it carries closures to the threads `runConcurrently` and `startThread` start, whose callers
-/// make them safe to run there.
+/// Unchecked: it carries closures to the threads `runConcurrently` and `startThread` start, and a blocking
+/// `Engine.solve`'s event handler to the scheduler's thread, whose callers make them safe to run there.
 public final class UncheckedBox<Value>: @unchecked Sendable {
     public let value: Value
     public init(_ value: Value) { self.value = value }

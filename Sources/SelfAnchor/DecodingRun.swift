@@ -46,7 +46,7 @@ final class DecodingRun {
     /// cache but the cached prompt prefix, in the first cells: reused cells elsewhere would change the
     /// order in which attention sums over them, and greedy decoding would no longer repeat itself
     /// exactly. (Requests decoding together do not repeat exactly: their batches differ from run to run.)
-    func execute(_ body: () throws -> Void) throws(DecoderError) -> SolveResult {
+    func execute(_ body: () async throws -> Void) async throws(DecoderError) -> SolveResult {
         engine.scheduler.join()
         defer {
             cache.clear(slot.sequences)
@@ -54,7 +54,7 @@ final class DecodingRun {
             engine.scheduler.leave()
         }
         do {
-            try body()
+            try await body()
         } catch let error as DecoderError {
             throw error
         } catch LlamaError.decodeAborted {
@@ -115,7 +115,7 @@ final class DecodingRun {
 
     /// Uses the prompt cache when it holds this request's cacheable prefix, or refills it when it holds
     /// another one nobody is using (a lone request thus finds the prefix in the first cells).
-    func syncPromptCache() throws {
+    func syncPromptCache() async throws {
         let prefix = try cacheablePrefix()
         guard prefix.count >= PromptCache.minimumLength else { return }
         let sequence = PromptCache.sequence
@@ -129,7 +129,7 @@ final class DecodingRun {
             usesPromptCache = true
             cache.track(sequence, holding: [])
             do {
-                try cache.sync([SequenceCache.Target(sequence: sequence, tokens: prefix, wantsLogits: false)])
+                try await cache.sync([SequenceCache.Target(sequence: sequence, tokens: prefix, wantsLogits: false)])
             } catch {
                 engine.promptCache.finishFilling(nil)
                 cache.forget(sequence)
@@ -145,7 +145,7 @@ final class DecodingRun {
     }
 
     /// Decodes the prompts of the real and (if steered) masked contexts, sharing their common prefix.
-    func prefill(steered: Bool) throws {
+    func prefill(steered: Bool) async throws {
         let capacity = engine.requestCapacity
         let needed = realPrompt.count + (steered ? maskedPrompt.count : 0)
         if realPrompt.count + 8 > capacity || needed > capacity {
@@ -154,12 +154,12 @@ final class DecodingRun {
         emit(.start(StartInfo(strategy: result.strategy, model: model.description, promptTokens: realPrompt.count,
                               maskedPromptTokens: steered ? maskedPrompt.count : 0)))
         let start = clock.now
-        try syncPromptCache()
+        try await syncPromptCache()
         var targets = [SequenceCache.Target(sequence: slot.real, tokens: realPrompt, wantsLogits: true)]
         if steered {
             targets.append(.init(sequence: slot.questionMasked, tokens: maskedPrompt, wantsLogits: true))
         }
-        try cache.sync(targets)
+        try await cache.sync(targets)
         result.timings.promptN = realPrompt.count
         result.timings.promptDecodedN = cache.decodedCount(slot.real) + cache.decodedCount(PromptCache.sequence)
         result.timings.promptMs = (clock.now - start).milliseconds
@@ -200,7 +200,7 @@ final class DecodingRun {
     /// - otherwise the masked context first catches up (every token it missed, in one batch).
     /// See `Steering.swift` for the rules.
     func chooseToken(maskedSequence: Int32?, omega: Double, modulation: Bool, greedy: Bool = false,
-                     draftLimit: Int? = nil) throws -> (LlamaToken, Double)
+                     draftLimit: Int? = nil) async throws -> (LlamaToken, Double)
     {
         if hasVerified { return takeVerified() }
         guard let maskedSequence, let deferred = deferredMasked, deferred.sequence == maskedSequence else {
@@ -214,11 +214,11 @@ final class DecodingRun {
             }
         }
         if maskedPass == .speculative, let draftLimit, draftLimit > 1 {
-            return try speculate(deferred: deferred, omega: omega, modulation: modulation, greedy: greedy,
+            return try await speculate(deferred: deferred, omega: omega, modulation: modulation, greedy: greedy,
                                  limit: draftLimit)
         }
         do {
-            try cache.sync([deferred])
+            try await cache.sync([deferred])
         } catch {
             guard error == .decodeFailed(code: 1) else { throw error }
             // No room left for the masked context's catch-up: this token goes unsteered.
@@ -263,7 +263,7 @@ final class DecodingRun {
     /// steered token at the first disagreement (`Steering.swift`, "Speculative masked pass"). Returns
     /// the first of them; `chooseToken` hands out the rest.
     private func speculate(deferred: SequenceCache.Target, omega: Double, modulation: Bool, greedy: Bool,
-                           limit: Int) throws -> (LlamaToken, Double)
+                           limit: Int) async throws -> (LlamaToken, Double)
     {
         let sampling = !greedy && !sampler.options.isGreedy
         let context = realPrompt + generated
@@ -284,7 +284,7 @@ final class DecodingRun {
             drafts.append(token)
             if drafts.count >= length || endsDraft(token) { break }
             do {
-                try cache.sync([.init(sequence: slot.real, tokens: context + drafts, wantsLogits: true)])
+                try await cache.sync([.init(sequence: slot.real, tokens: context + drafts, wantsLogits: true)])
             } catch {
                 guard error == .decodeFailed(code: 1) else { throw error }
                 break  // the context is full: verify what was drafted
@@ -295,7 +295,7 @@ final class DecodingRun {
         verification.tokens += drafts.dropLast()
         verification.logitsFrom = deferred.tokens.count - 1
         do {
-            try cache.sync([verification])
+            try await cache.sync([verification])
         } catch {
             guard error == .decodeFailed(code: 1) else { throw error }
             // No room left for the masked context: the first drafted token goes unsteered.
@@ -416,11 +416,11 @@ final class DecodingRun {
 
     /// Free text, steered at `omega` when `masked` is given (values after `=` at `resultOmega`).
     func freeText(messages: [ChatMessage], masked: [ChatMessage]?, assistantPrefix: String, omega: Double,
-                  modulation: Bool, maxTokens: Int, task: TaskType?) throws
+                  modulation: Bool, maxTokens: Int, task: TaskType?) async throws
     {
         realPrompt = try realPromptTokens(messages, assistantPrefix: assistantPrefix)
         if let masked { maskedPrompt = try promptTokens(masked, assistantPrefix: assistantPrefix) }
-        try prefill(steered: masked != nil)
+        try await prefill(steered: masked != nil)
         let maskedSequence: Int32? = masked == nil ? nil : slot.questionMasked
         while true {
             try checkCancelled()
@@ -429,7 +429,7 @@ final class DecodingRun {
                 break
             }
             let next = nextTokenOmega(line: omega, after: result.text)
-            let (token, _) = try chooseToken(maskedSequence: maskedSequence, omega: next.omega, modulation: modulation,
+            let (token, _) = try await chooseToken(maskedSequence: maskedSequence, omega: next.omega, modulation: modulation,
                                              draftLimit: next.inValue ? nil : maxTokens - result.timings.predictedN)
             if model.isEndOfGeneration(token) { break }
             generated.append(token)
@@ -441,7 +441,7 @@ final class DecodingRun {
                 result.timings.stopReason = .maxTokens
                 break
             }
-            if !(try advance(maskedSequence: maskedSequence, maskedTokens: maskedSequence == nil ? [] : maskedPrompt + generated)) { break }
+            if !(try await advance(maskedSequence: maskedSequence, maskedTokens: maskedSequence == nil ? [] : maskedPrompt + generated)) { break }
         }
         if let task { recordAnswer(task: task) }
     }
@@ -459,7 +459,7 @@ final class DecodingRun {
     /// Decodes the newest tokens of the real context and of the given masked context in one batch
     /// (with the adaptive masked pass, the real context alone: `chooseToken` decodes the masked one
     /// when a token needs it). Returns false (and records why) when the context is full.
-    func advance(maskedSequence: Int32?, maskedTokens: [LlamaToken]) throws -> Bool {
+    func advance(maskedSequence: Int32?, maskedTokens: [LlamaToken]) async throws -> Bool {
         // Verified draft tokens are waiting: both contexts already hold them.
         if hasVerified { return true }
         var targets = [SequenceCache.Target(sequence: slot.real, tokens: realPrompt + generated, wantsLogits: true)]
@@ -469,7 +469,7 @@ final class DecodingRun {
             if defersMasked { deferredMasked = target } else { targets.append(target) }
         }
         do {
-            try cache.sync(targets)
+            try await cache.sync(targets)
             return true
         } catch {
             // (A `catch .decodeFailed(code: 1)` pattern here crashes Swift 6.3.1's SIL optimizer.)

@@ -1,18 +1,24 @@
 import AttentionAnalysis
 import Llama
+import Synchronization
 
 /// The resident model and its context: runs solves and steered generations, several at once.
 ///
-/// Owns one `LlamaContext` whose KV cache is shared by up to `parallel` requests in flight. Each
-/// request holds a slot of three sequences — the real context, the context with the question masked,
-/// and the context with the question and the current plan masked — and every request's tokens go
-/// through one `BatchScheduler`, so requests decoding at the same time share each `llama_decode`.
+/// Owns one `LlamaContext`, through its `ContextScheduler`, whose KV cache is shared by up to `parallel`
+/// requests in flight. Each request holds a slot of three sequences — the real context, the context
+/// with the question masked, and the context with the question and the current plan masked — and
+/// runs as an async function on the scheduler's thread, which decodes the tokens of every request in
+/// flight together, so requests decoding at the same time share each `llama_decode`. The blocking
+/// `solve`/`generate` are for callers on threads of their own (the CLI, eval's workers, tests).
 /// Sequence 0 keeps the prompt prefix requests of a kind share (chat template and system prompt, up
 /// to where the question starts) between requests: the prompt cache.
 public final class Engine: Sendable {
     public let model: LlamaModel
-    let context: LlamaContext
-    let scheduler: BatchScheduler
+    /// The context's settings (the context itself belongs to `scheduler`).
+    let contextOptions: ContextOptions
+    /// KV cells the context holds.
+    let kvCells: Int
+    let scheduler: ContextScheduler
     /// What batching costs on this machine, measured when the engine was made; the scheduler decodes
     /// small rounds by it.
     public let batchCalibration: BatchCalibration
@@ -25,9 +31,6 @@ public final class Engine: Sendable {
     let slots: SlotPool
     /// The prompt prefix shared between requests (KV sequence 0).
     let promptCache: PromptCache
-    /// Attention trackers decode on their own contexts: one at a time, so they never compete for the
-    /// cores with each other.
-    let trackerLock = ConditionLock()
 
     /// Forgets the cached prompt prefix (the next request decodes it again), unless a request uses it.
     public func dropPromptCache() { promptCache.drop() }
@@ -66,8 +69,8 @@ public final class Engine: Sendable {
         self.model = model
         self.parallel = parallel
         let context = try LlamaContext(model: model, options: options)
-        self.context = context
-        self.scheduler = BatchScheduler(context: context)
+        self.contextOptions = context.options
+        self.kvCells = context.capacity
         var calibration = try BatchCalibration.measure(context: context, model: model)
         let key = BatchingChoiceStore.key(model: model, threads: options.effectiveThreads)
         switch batching {
@@ -84,20 +87,21 @@ public final class Engine: Sendable {
             break
         }
         self.batchCalibration = calibration
+        self.scheduler = ContextScheduler(context: context)
         scheduler.smallRoundLimit = calibration.smallRoundLimit
         self.slots = SlotPool(count: parallel)
         self.promptCache = PromptCache(scheduler: scheduler)
     }
 
     /// The context's thread governor (its counts so far; nil with one thread).
-    public var threadGovernor: ThreadGovernor? { scheduler.withContext { $0.threadGovernor } }
+    public var threadGovernor: ThreadGovernor? { scheduler.perform { $0.threadGovernor } }
 
     /// Whether generation may drop to half the threads while that is faster (`ThreadGovernor`); set
     /// between requests (bench compares the two).
-    public var adaptiveThreads: Bool { scheduler.withContext { $0.adaptsThreads } }
+    public var adaptiveThreads: Bool { scheduler.perform { $0.adaptsThreads } }
 
     public func setAdaptiveThreads(_ on: Bool) {
-        scheduler.withContext { $0.setAdaptiveThreads(on) }
+        scheduler.perform { $0.setAdaptiveThreads(on) }
     }
 
     /// Requests decoding now.
@@ -109,15 +113,15 @@ public final class Engine: Sendable {
     public var batchedSubmissions: Int { scheduler.submissionCount }
 
     /// Bytes of KV cache the context holds (f16 keys and values for every layer and cell).
-    public var kvCacheBytes: Int { context.capacity * model.kvBytesPerCell }
+    public var kvCacheBytes: Int { kvCells * model.kvBytesPerCell }
 
     func attentionTracker(for slot: Slot) throws -> AttentionTracker {
         if let tracker = slot.tracker { return tracker }
         let made: AttentionTracker
         do {
             made = try AttentionTracker(model: model, options: AttentionAnalysisOptions(), capacity: requestCapacity,
-                                        threads: context.options.threads,
-                                        adaptiveThreads: context.options.adaptiveThreads)
+                                        threads: contextOptions.threads,
+                                        adaptiveThreads: contextOptions.adaptiveThreads)
         } catch {
             switch error {
             case .llama(let error): throw error
@@ -130,21 +134,29 @@ public final class Engine: Sendable {
 
     /// Solves a question with the request's strategy, reporting events as they happen.
     public func solve(_ request: SolveRequest, cancellation: CancellationFlag = CancellationFlag(),
-                      onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
+                      onEvent: @escaping @Sendable (DecoderEvent) -> Void = { _ in }) async throws(DecoderError) -> SolveResult
     {
-        let slot = slots.acquire()
-        defer { slots.release(slot) }
+        try await onScheduler { () async throws(DecoderError) -> SolveResult in
+            let slot = await self.slots.acquire()
+            defer { self.slots.release(slot) }
+            return try await self.solve(request, slot: slot, cancellation: cancellation, onEvent: onEvent)
+        }
+    }
+
+    private func solve(_ request: SolveRequest, slot: Slot, cancellation: CancellationFlag,
+                       onEvent: @escaping @Sendable (DecoderEvent) -> Void) async throws(DecoderError) -> SolveResult
+    {
         let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.strategy.rawValue, question: request.question)
         run.calculator = request.calculator
-        return try run.execute {
+        return try await run.execute {
             switch request.strategy {
             case .selfAnchor, .attentionAnchor:
-                try run.selfAnchor(request)
+                try await run.selfAnchor(request)
             case .plain, .cot, .psPlus, .re2:
                 let (messages, prefix) = Prompts.conversation(strategy: request.strategy, question: request.question,
                                                               task: request.task)
-                try run.freeText(messages: messages, masked: nil, assistantPrefix: prefix,
+                try await run.freeText(messages: messages, masked: nil, assistantPrefix: prefix,
                                  omega: 1, modulation: false, maxTokens: request.maxTokens, task: request.task)
             case .spa:
                 let (messages, prefix) = Prompts.conversation(strategy: .spa, question: request.question, task: request.task)
@@ -153,7 +165,7 @@ public final class Engine: Sendable {
                 run.maskedPass = request.steering.maskedPass
                 run.skipMaskedAbove = request.steering.skipMaskedAbove
                 run.resultOmega = request.steering.resultOmega
-                try run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
+                try await run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
                                  omega: request.steering.spaOmega, modulation: request.steering.modulation,
                                  maxTokens: request.maxTokens, task: request.task)
             }
@@ -162,20 +174,80 @@ public final class Engine: Sendable {
 
     /// SPA-steered generation for any conversation; unsteered when there are no anchors.
     public func generate(_ request: GenerateRequest, cancellation: CancellationFlag = CancellationFlag(),
-                         onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
+                         onEvent: @escaping @Sendable (DecoderEvent) -> Void = { _ in }) async throws(DecoderError) -> SolveResult
     {
-        let slot = slots.acquire()
-        defer { slots.release(slot) }
+        try await onScheduler { () async throws(DecoderError) -> SolveResult in
+            let slot = await self.slots.acquire()
+            defer { self.slots.release(slot) }
+            return try await self.generate(request, slot: slot, cancellation: cancellation, onEvent: onEvent)
+        }
+    }
+
+    private func generate(_ request: GenerateRequest, slot: Slot, cancellation: CancellationFlag,
+                          onEvent: @escaping @Sendable (DecoderEvent) -> Void) async throws(DecoderError) -> SolveResult
+    {
         let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.anchors.isEmpty ? "generate" : "spa",
                               question: request.messages.last(where: { $0.role == "user" })?.content ?? "")
-        return try run.execute {
+        return try await run.execute {
             let masked = request.anchors.isEmpty
                 ? nil : try run.mask(request.messages, anchors: request.anchors, placeholder: request.placeholder, field: "anchors")
             run.maskedPass = request.maskedPass
             run.skipMaskedAbove = request.skipMaskedAbove
-            try run.freeText(messages: request.messages, masked: masked, assistantPrefix: "", omega: request.omega,
+            try await run.freeText(messages: request.messages, masked: masked, assistantPrefix: "", omega: request.omega,
                              modulation: request.modulation, maxTokens: request.maxTokens, task: nil)
         }
     }
+
+    /// Runs `body` with the scheduler as its task executor: the request's decoder runs on the scheduler's
+    /// thread and is stepped there once per round.
+    private func onScheduler<T>(_ body: () async throws(DecoderError) -> T) async throws(DecoderError) -> T {
+        try await withTaskExecutorPreference(scheduler, operation: body)
+    }
+
+    /// `solve` for a caller on a thread of its own (never the scheduler's): waits for the result. `onEvent`
+    /// runs on the scheduler's thread while the caller waits.
+    public func solve(_ request: SolveRequest, cancellation: CancellationFlag = CancellationFlag(),
+                      onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
+    {
+        let events = UncheckedBox(onEvent)
+        return try waitFor { () async throws(DecoderError) in
+            try await self.solve(request, cancellation: cancellation) { events.value($0) }
+        }
+    }
+
+    /// `generate` for a caller on a thread of its own (never the scheduler's): waits for the result.
+    /// `onEvent` runs on the scheduler's thread while the caller waits.
+    public func generate(_ request: GenerateRequest, cancellation: CancellationFlag = CancellationFlag(),
+                         onEvent: @escaping (DecoderEvent) -> Void = { _ in }) throws(DecoderError) -> SolveResult
+    {
+        let events = UncheckedBox(onEvent)
+        return try waitFor { () async throws(DecoderError) in
+            try await self.generate(request, cancellation: cancellation) { events.value($0) }
+        }
+    }
+
+    private func waitFor(_ body: @escaping @Sendable () async throws(DecoderError) -> SolveResult) throws(DecoderError)
+        -> SolveResult
+    {
+        precondition(!scheduler.isCurrent, "a blocking solve on the scheduler's thread would wait for itself")
+        let outcome = Mutex<Result<SolveResult, DecoderError>?>(nil)
+        let done = ConditionLock()
+        Task(executorPreference: scheduler) {
+            let result: Result<SolveResult, DecoderError>
+            do throws(DecoderError) { result = .success(try await body()) } catch { result = .failure(error) }
+            done.withLock {
+                outcome.withLock { $0 = result }
+                done.broadcast()
+            }
+        }
+        return try done.withLock { () throws(DecoderError) -> SolveResult in
+            while true {
+                if let result = outcome.withLock({ $0 }) { return try result.get() }
+                done.wait()
+            }
+        }
+    }
+
+    deinit { scheduler.stop() }
 }

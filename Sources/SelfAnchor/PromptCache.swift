@@ -26,9 +26,9 @@ final class PromptCache: Sendable {
         var users = 0
     }
     private let state = Mutex(State())
-    private let scheduler: BatchScheduler
+    private let scheduler: ContextScheduler
 
-    init(scheduler: BatchScheduler) {
+    init(scheduler: ContextScheduler) {
         self.scheduler = scheduler
     }
 
@@ -61,15 +61,19 @@ final class PromptCache: Sendable {
         state.withLock { $0.users -= 1 }
     }
 
-    /// Forgets the prefix (the next request decodes it again), unless a request uses it.
+    /// Forgets the prefix (the next request decodes it again), unless a request uses it. From any thread:
+    /// it runs on the scheduler's, where the requests claim and fill it.
     func drop() {
-        state.withLock { state in
-            guard state.users == 0 && !state.filling else { return }
-            state.tokens = []
-            emptySequence()
+        scheduler.perform { _ in
+            self.state.withLock { state in
+                guard state.users == 0 && !state.filling else { return }
+                state.tokens = []
+                self.emptySequence()
+            }
         }
     }
 
+    /// Called on the scheduler's thread (by a request, or by `drop`).
     private func emptySequence() {
         _ = scheduler.withContext { $0.removeTokens(sequence: Self.sequence) }
     }

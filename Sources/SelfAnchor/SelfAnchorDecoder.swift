@@ -36,15 +36,15 @@ import Llama
 
 extension DecodingRun {
     /// Self-Anchor (and attention-anchor): builds the prompts, prefills, and runs the line loop.
-    func selfAnchor(_ request: SolveRequest) throws {
-        let loop = try selfAnchorLoop(request)
-        while try loop.step() {}
+    func selfAnchor(_ request: SolveRequest) async throws {
+        let loop = try await selfAnchorLoop(request)
+        while try await loop.step() {}
         recordAnswer(task: request.task)
     }
 
     /// Builds the prompts, prefills the real and masked contexts, and returns the loop, its first
     /// header written, ready for `step()`.
-    func selfAnchorLoop(_ request: SolveRequest) throws -> SelfAnchorLoop {
+    func selfAnchorLoop(_ request: SolveRequest) async throws -> SelfAnchorLoop {
         maskedPass = request.steering.maskedPass
         skipMaskedAbove = request.steering.skipMaskedAbove
         resultOmega = request.steering.resultOmega ?? SteeringOptions.selfAnchorResultOmega
@@ -54,7 +54,7 @@ extension DecodingRun {
                                                   placeholder: request.placeholder)
         realPrompt = try realPromptTokens(messages.real, assistantPrefix: "")
         maskedPrompt = try promptTokens(messages.masked, assistantPrefix: "")
-        try prefill(steered: true)
+        try await prefill(steered: true)
 
         let placeholderTokens = try model.tokenize(" " + request.placeholder)
         let anchors: any AnchorPolicy = request.strategy == .attentionAnchor
@@ -146,9 +146,8 @@ final class AttentionSpanAnchors: AnchorPolicy {
         do {
             let tokens = run.realPrompt + run.generated
             let responseStart = run.realPrompt.count
-            try run.engine.trackerLock.withLock { () throws(AttentionError) in
-                try tracker.update(to: tokens, responseStart: responseStart)
-            }
+            // On the scheduler's thread, like every request's decoder: trackers decode one at a time.
+            try tracker.update(to: tokens, responseStart: responseStart)
         } catch {
             switch error {
             case .cancelled: throw DecodingRun.StopDecoding.cancelled
@@ -282,15 +281,15 @@ final class SelfAnchorLoop {
 
     /// The model's own first token of the next line, steered toward Q, and what it starts; nil when the
     /// context is full.
-    private func nextLineStart() throws -> (token: LlamaToken, kind: StepParser.LineStart)? {
+    private func nextLineStart() async throws -> (token: LlamaToken, kind: StepParser.LineStart)? {
         let confidence = Steering.harmonicMean(segment.probabilities) ?? previousConfidence
         let decisionOmega = Steering.omega(base: steering.planOmega, confidence: confidence, options: steering)
         // ω = 1 is the real logits bit for bit: no masked context needed.
         let maskedSequence = decisionOmega == 1 ? nil : run.slot.questionMasked
-        guard try run.advance(maskedSequence: maskedSequence, maskedTokens: run.maskedPrompt + run.generated) else {
+        guard try await run.advance(maskedSequence: maskedSequence, maskedTokens: run.maskedPrompt + run.generated) else {
             return nil
         }
-        let (candidate, _) = try run.chooseToken(maskedSequence: maskedSequence, omega: decisionOmega,
+        let (candidate, _) = try await run.chooseToken(maskedSequence: maskedSequence, omega: decisionOmega,
                                                  modulation: steering.modulation, greedy: true)
         return (candidate, run.lineStart(candidate))
     }
@@ -299,7 +298,7 @@ final class SelfAnchorLoop {
 
     /// Generates the next token of the current line, or moves to the next line; false when the solve is
     /// complete (the answer line ended, the budget or the context ran out).
-    func step() throws -> Bool {
+    func step() async throws -> Bool {
         try run.checkCancelled()
         let (steeringSequence, maskedTokens) = anchors.maskedContext(for: segment)
         // The value after an `=` may be steered differently (`resultOmega`), token by token (a step's
@@ -307,7 +306,7 @@ final class SelfAnchorLoop {
         let (tokenOmega, writingResult) = stepLineStarting
             ? (segment.omega, false) : run.nextTokenOmega(line: segment.omega, after: segment.text)
         let maskedSequence = tokenOmega == 1 && !anchors.decodesMaskedAtOmegaOne ? nil : steeringSequence
-        guard try run.advance(maskedSequence: maskedSequence, maskedTokens: maskedTokens) else {
+        guard try await run.advance(maskedSequence: maskedSequence, maskedTokens: maskedTokens) else {
             endSegment()
             return false
         }
@@ -328,7 +327,7 @@ final class SelfAnchorLoop {
         // A draft may run to the end of the line, but not past the point where the answer is asked for,
         // nor past an `=` when the value after it has its own ω (one ω per draft keeps it exact).
         let budget = segment.phase == .answer ? request.maxTokens : request.maxTokens - reserve
-        let (token, probability) = try run.chooseToken(maskedSequence: maskedSequence, omega: tokenOmega,
+        let (token, probability) = try await run.chooseToken(maskedSequence: maskedSequence, omega: tokenOmega,
                                                        modulation: steering.modulation,
                                                        draftLimit: writingResult ? nil : budget - predicted)
         if run.model.isEndOfGeneration(token) {
@@ -375,11 +374,11 @@ final class SelfAnchorLoop {
             run.emit(.delta(section: section, index: index, text: content))
         }
         guard newline != nil else { return true }
-        return try lineCompleted()
+        return try await lineCompleted()
     }
 
     /// The line is complete: chooses what comes next, and closes the segment unless it goes on.
-    private func lineCompleted() throws -> Bool {
+    private func lineCompleted() async throws -> Bool {
         switch segment.phase {
         case .plan(let k):
             endSegment()
@@ -389,7 +388,7 @@ final class SelfAnchorLoop {
                 return true
             }
             // Upfront: another numbered item, or the plan is complete and the first step follows.
-            guard k < request.maxSteps, let next = try nextLineStart() else {
+            guard k < request.maxSteps, let next = try await nextLineStart() else {
                 segment = try begin(.step(1))
                 return true
             }
@@ -401,7 +400,7 @@ final class SelfAnchorLoop {
                 segment = try begin(.answer)
                 return true
             }
-            guard let next = try nextLineStart() else {
+            guard let next = try await nextLineStart() else {
                 endSegment()
                 return false
             }

@@ -6,7 +6,7 @@ import Llama
 /// `sync` is the one operation: for every target sequence it keeps the longest prefix already cached,
 /// or shares a longer one from another of the run's sequences or the engine's prompt cache
 /// (`llama_memory_seq_cp`; cells are shared, not recomputed, with a unified KV cache), drops the rest,
-/// and decodes all targets' new tokens together, through the engine's `BatchScheduler` (which adds
+/// and decodes all targets' new tokens together, through the engine's `ContextScheduler` (which adds
 /// the tokens of the other requests decoding at the same time). That is how the real and masked
 /// contexts advance in one batch per token, how switching anchors re-decodes only the span that
 /// differs, and how a new request reuses a cached chat prefix.
@@ -21,7 +21,7 @@ final class SequenceCache {
         var logitsFrom: Int? = nil
     }
 
-    let scheduler: BatchScheduler
+    let scheduler: ContextScheduler
     let cancellation: CancellationFlag
     /// The sequences this cache tracks: the run's own, and the prompt cache's (a donor; the run
     /// writes to it only when the engine lets it refill the prompt cache).
@@ -39,7 +39,7 @@ final class SequenceCache {
     private let shareThreshold = 4
 
     /// Tracks the given sequences, which start empty (`track` adds the prompt cache's).
-    init(scheduler: BatchScheduler, sequences: [Int32], cancellation: CancellationFlag) {
+    init(scheduler: ContextScheduler, sequences: [Int32], cancellation: CancellationFlag) {
         self.scheduler = scheduler
         self.sequences = []
         self.cancellation = cancellation
@@ -74,7 +74,7 @@ final class SequenceCache {
     }
 
     /// Brings every target to its token list; see the type's documentation.
-    func sync(_ targets: [Target]) throws(LlamaError) {
+    func sync(_ targets: [Target]) async throws(LlamaError) {
         collected.removeAll(keepingCapacity: true)
         var pending: [(target: Target, from: Int)] = []
         for target in targets {
@@ -84,7 +84,7 @@ final class SequenceCache {
             if let earlier = pending.map({ commonPrefix($0.target.tokens, target.tokens) }).max(),
                earlier > bestCachedPrefix(for: target, sequence: seq).length + shareThreshold
             {
-                try decode(pending)
+                try await decode(pending)
                 pending.removeAll()
             }
             var keep = commonPrefix(cached[seq] ?? [], target.tokens)
@@ -125,7 +125,7 @@ final class SequenceCache {
             }
             pending.append((target, keep))
         }
-        try decode(pending)
+        try await decode(pending)
     }
 
     /// The other sequence sharing the longest cached prefix with the target's tokens.
@@ -139,8 +139,8 @@ final class SequenceCache {
     }
 
     /// Decodes each pending target's tokens from its `from` index, with the other runs' tokens.
-    private func decode(_ pending: [(target: Target, from: Int)]) throws(LlamaError) {
-        var items: [BatchScheduler.Item] = []
+    private func decode(_ pending: [(target: Target, from: Int)]) async throws(LlamaError) {
+        var items: [ContextScheduler.Item] = []
         for (target, from) in pending where from < target.tokens.count {
             for position in from..<target.tokens.count {
                 let isLast = position == target.tokens.count - 1
@@ -152,11 +152,11 @@ final class SequenceCache {
         guard !items.isEmpty else { return }
         // With other requests in flight, a long prompt goes in pieces, one per batch, so that their
         // tokens keep coming between the pieces (chunked prefill).
-        let piece = scheduler.runCount > 1 ? max(1, scheduler.context.options.batchSize / 2) : items.count
+        let piece = scheduler.runCount > 1 ? max(1, scheduler.batchSize / 2) : items.count
         var start = 0
         while start < items.count {
             let slice = Array(items[start..<min(items.count, start + piece)])
-            let submission = scheduler.decode(slice, cancellation: cancellation) { [self] sequence, source in
+            let submission = await scheduler.decode(slice, cancellation: cancellation) { [self] sequence, source in
                 if collected[sequence] != nil { collected[sequence]!.append(Array(source)) }
                 if logits[sequence]?.count == source.count {
                     logits[sequence]!.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: source) }

@@ -21,13 +21,14 @@ final class Slot {
     }
 }
 
-/// Hands out the engine's request slots: a request waits until one is free, and gets the lowest free
-/// one (a request decoding alone thus always uses the same cells).
-/// Unchecked: the free list changes under `lock` (a ConditionLock, which Swift cannot see as a lock),
-/// and a slot is used by one request at a time.
+/// Hands out the engine's request slots: a request waits (suspended, not blocking a thread) until one is
+/// free, and gets the lowest free one (a request decoding alone thus always uses the same cells).
+/// Unchecked: the free list and the waiters change under `lock`, and a slot is used by one request at a
+/// time.
 final class SlotPool: @unchecked Sendable {
     private let slots: [Slot]
     private var free: [Int]
+    private var waiting: [CheckedContinuation<Int, Never>] = []
     private let lock = ConditionLock()
 
     init(count: Int) {
@@ -36,19 +37,32 @@ final class SlotPool: @unchecked Sendable {
     }
 
     /// Waits for a free slot.
-    func acquire() -> Slot {
-        lock.lock()
-        while free.isEmpty { lock.wait() }
-        let index = free.removeFirst()
-        lock.unlock()
+    func acquire() async -> Slot {
+        let index = await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            lock.lock()
+            if free.isEmpty {
+                waiting.append(continuation)
+                lock.unlock()
+            } else {
+                let index = free.removeFirst()
+                lock.unlock()
+                continuation.resume(returning: index)
+            }
+        }
         return slots[index]
     }
 
+    /// Hands the slot to the longest waiting request, or back to the free list.
     func release(_ slot: Slot) {
-        lock.withLock {
+        lock.lock()
+        if waiting.isEmpty {
             free.append(slot.index)
             free.sort()
-            lock.broadcast()
+            lock.unlock()
+        } else {
+            let next = waiting.removeFirst()
+            lock.unlock()
+            next.resume(returning: slot.index)
         }
     }
 }

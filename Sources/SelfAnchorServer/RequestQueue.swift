@@ -5,9 +5,10 @@ import SelfAnchorProtocol
 import Synchronization
 
 /// The daemon's admission queue, apart from what the requests do: it keeps the requests in flight, starts
-/// an ordinary one when one of `parallel` slots is free (on that slot's own thread, so the engine can
-/// batch their decodes), an exclusive one (analysis, a model swap, `shutdown`) when every slot is free,
-/// and makes sure each request is answered exactly once, whether it finishes, fails or is cancelled.
+/// an ordinary one when one of `parallel` slots is free (as a task: its decoder then runs on the
+/// engine's scheduler, which batches the decodes of every request in flight), an exclusive one
+/// (analysis, a model swap, `shutdown`) when every slot is free, and makes sure each request is
+/// answered exactly once, whether it finishes, fails or is cancelled.
 final class RequestQueue: Sendable {
     /// A request in the queue or running.
     /// Its flags change under the queue's lock (and are atomics, so the job can travel to its thread).
@@ -53,9 +54,8 @@ final class RequestQueue: Sendable {
     let maxQueue: Int
     /// Admits queued work in order: a request starts when a slot is free; exclusive work waits for all.
     private let admission = DispatchQueue(label: "selfanchor.admission")
-    /// Free request slots (a permit per slot) and a thread for each.
+    /// Free request slots (a permit per slot).
     private let slotPermits: DispatchSemaphore
-    private let runners: Mutex<[DispatchQueue]>
     private struct State {
         var jobs: [Job] = []
         var served = 0
@@ -66,7 +66,6 @@ final class RequestQueue: Sendable {
         self.parallel = max(1, parallel)
         self.maxQueue = maxQueue
         slotPermits = DispatchSemaphore(value: self.parallel)
-        runners = Mutex((0..<self.parallel).map { DispatchQueue(label: "selfanchor.request.\($0)") })
     }
 
     /// Runs `body` on the admission queue once no request is running (and none starts until it returns).
@@ -89,12 +88,16 @@ final class RequestQueue: Sendable {
         done.wait()
     }
 
-    /// Queues a request; `body` runs it and answers through `finish`. An ordinary one starts when a slot is
-    /// free, on that slot's thread; an `exclusive` one when every slot is free, alone. Throws when the id
-    /// is already in flight or `maxQueue` requests are waiting.
-    func enqueue(id: RequestID, method: String, exclusive: Bool, _ body: @escaping @Sendable (Job) -> Void)
-        throws(ResponseError)
-    {
+    /// What a queued request runs: `ordinary` ones (solves, generations) start as tasks when a slot is
+    /// free; `exclusive` ones (analysis, unloading) on the admission queue when every slot is free, alone.
+    enum Body: Sendable {
+        case ordinary(@Sendable (Job) async -> Void)
+        case exclusive(@Sendable (Job) -> Void)
+    }
+
+    /// Queues a request; its body runs it and answers through `finish`. Throws when the id is already in
+    /// flight or `maxQueue` requests are waiting.
+    func enqueue(id: RequestID, method: String, _ body: Body) throws(ResponseError) {
         let job = Job(id: id, method: method)
         try state.withLock { state throws(ResponseError) in
             if state.jobs.contains(where: { $0.id == id }) {
@@ -120,26 +123,25 @@ final class RequestQueue: Sendable {
             }
         }
         @Sendable func done() { state.withLock { $0.jobs.removeAll { $0 === job } } }
-        if exclusive {
+        switch body {
+        case .exclusive(let body):
             exclusively {
                 guard admit() else { return }
                 body(job)
                 done()
             }
-            return
-        }
-        admission.async {
-            self.slotPermits.wait()
-            guard admit() else {
-                self.slotPermits.signal()
-                return
-            }
-            let runner = self.runners.withLock { $0.removeFirst() }
-            runner.async {
-                body(job)
-                done()
-                self.runners.withLock { $0.append(runner) }
-                self.slotPermits.signal()
+        case .ordinary(let body):
+            admission.async {
+                self.slotPermits.wait()
+                guard admit() else {
+                    self.slotPermits.signal()
+                    return
+                }
+                Task {
+                    await body(job)
+                    done()
+                    self.slotPermits.signal()
+                }
             }
         }
     }

@@ -37,7 +37,7 @@ public struct ServerOptions: Sendable {
 
 /// The selfanchor daemon's dispatcher: it receives decoded messages, answers lifecycle and control
 /// requests at once, and queues `solve`/`generate`/`analyze`. Up to `parallel` solves and generations
-/// run at once, each on its own thread, their decodes batched by the engine; `analyze`, model swaps and
+/// run at once, as tasks whose decoders the engine's scheduler steps together, one batch per round; `analyze`, model swaps and
 /// `shutdown` wait for those to finish and run alone. It does no I/O itself:
 /// every outgoing message goes through `output`, so the same server runs behind stdio or in-process.
 public final class Server: MessageReceiver, Sendable {
@@ -168,13 +168,13 @@ public final class Server: MessageReceiver, Sendable {
                 loader.async { self.exclusively { self.reply(id, result: .null) } }
             case Method.solve:
                 let params = try SolveParams(params, limits: options.limits)
-                try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runSolve(job, params) }
+                try enqueue(id: id, method: method) { (job) async throws(ResponseError) in try await self.runSolve(job, params) }
             case Method.generate:
                 let params = try GenerateParams(params, limits: options.limits)
-                try enqueue(id: id, method: method) { (job) throws(ResponseError) in try self.runGenerate(job, params) }
+                try enqueue(id: id, method: method) { (job) async throws(ResponseError) in try await self.runGenerate(job, params) }
             case Method.analyze:
                 let params = try AnalyzeParams(params)
-                try enqueue(id: id, method: method, exclusive: true) { (job) throws(ResponseError) in
+                try enqueueExclusive(id: id, method: method) { (job) throws(ResponseError) in
                     try self.runAnalyze(job, params)
                 }
             case Method.modelLoad:
@@ -183,7 +183,7 @@ public final class Server: MessageReceiver, Sendable {
                 guard let model = state.withLock({ $0.model }) else { throw notLoaded() }
                 reply(id, result: model.jsonValue)
             case Method.modelUnload:
-                try enqueue(id: id, method: method, exclusive: true) { _ in
+                try enqueueExclusive(id: id, method: method) { _ in
                     let had = self.state.withLock { state in
                         defer {
                             state.engine = nil
@@ -252,18 +252,32 @@ public final class Server: MessageReceiver, Sendable {
     /// Waits for the start-up model load (it runs on the admission queue, exclusively).
     private func drainStartup() { queue.waitForAdmission() }
 
-    /// Queues a request whose `body` computes its result; the queue answers it exactly once.
-    private func enqueue(id: RequestID, method: String, exclusive: Bool = false,
-                         _ body: @escaping @Sendable (Job) throws(ResponseError) -> JSONValue) throws(ResponseError)
+    /// Queues a decoding request whose `body` computes its result; the queue answers it exactly once.
+    private func enqueue(id: RequestID, method: String,
+                         _ body: @escaping @Sendable (Job) async throws(ResponseError) -> JSONValue) throws(ResponseError)
     {
-        try queue.enqueue(id: id, method: method, exclusive: exclusive) { job in
+        try queue.enqueue(id: id, method: method, .ordinary { job in
+            do throws(ResponseError) {
+                let result = try await body(job)
+                self.queue.finish(job) { self.reply(job.id, result: result) }
+            } catch {
+                self.queue.finish(job) { self.reply(job.id, error: error) }
+            }
+        })
+    }
+
+    /// Queues a request that runs alone (`analyze`, `model/unload`); the queue answers it exactly once.
+    private func enqueueExclusive(id: RequestID, method: String,
+                                  _ body: @escaping @Sendable (Job) throws(ResponseError) -> JSONValue) throws(ResponseError)
+    {
+        try queue.enqueue(id: id, method: method, .exclusive { job in
             do throws(ResponseError) {
                 let result = try body(job)
                 self.queue.finish(job) { self.reply(job.id, result: result) }
             } catch {
                 self.queue.finish(job) { self.reply(job.id, error: error) }
             }
-        }
+        })
     }
 
     /// Cancels every request in flight, as `$/cancelRequest` would (used when the client is gone or
@@ -299,17 +313,17 @@ public final class Server: MessageReceiver, Sendable {
                              message: loading ? "the model is still loading" : "no model is loaded: call model/load first")
     }
 
-    private func runSolve(_ job: Job, _ params: SolveParams) throws(ResponseError) -> JSONValue {
+    private func runSolve(_ job: Job, _ params: SolveParams) async throws(ResponseError) -> JSONValue {
         let request = SolveRequest(params)
-        return try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
-            try engine.solve(request, cancellation: job.flag, onEvent: onEvent)
+        return try await run(job, stream: params.stream) { (engine, onEvent) async throws(DecoderError) in
+            try await engine.solve(request, cancellation: job.flag, onEvent: onEvent)
         }
     }
 
-    private func runGenerate(_ job: Job, _ params: GenerateParams) throws(ResponseError) -> JSONValue {
+    private func runGenerate(_ job: Job, _ params: GenerateParams) async throws(ResponseError) -> JSONValue {
         let request = GenerateRequest(params)
-        return try run(job, stream: params.stream) { (engine, onEvent) throws(DecoderError) in
-            try engine.generate(request, cancellation: job.flag, onEvent: onEvent)
+        return try await run(job, stream: params.stream) { (engine, onEvent) async throws(DecoderError) in
+            try await engine.generate(request, cancellation: job.flag, onEvent: onEvent)
         }
     }
 
@@ -327,13 +341,13 @@ public final class Server: MessageReceiver, Sendable {
 
     /// Runs a decoding job on the loaded engine, streaming its events when asked to.
     private func run(_ job: Job, stream: Bool,
-                     _ body: (Engine, @escaping (DecoderEvent) -> Void) throws(DecoderError) -> SolveResult)
-        throws(ResponseError) -> JSONValue
+                     _ body: (Engine, @escaping @Sendable (DecoderEvent) -> Void) async throws(DecoderError) -> SolveResult)
+        async throws(ResponseError) -> JSONValue
     {
         let engine = try engine()
         let id = job.id
         do {
-            return SolveResultMessage(try body(engine) { event in
+            return SolveResultMessage(try await body(engine) { event in
                 if stream { self.notify(id: id, event: event) }
             }).jsonValue
         } catch {

@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import Llama
+import Synchronization
 import Testing
 @testable import SelfAnchor
 
@@ -62,6 +63,42 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
         // and repeats its sequential output exactly.
         let again = try engine.solve(request(Self.questions[0]))
         #expect(again.text == sequential[0].text)
+    }
+
+    /// Requests need no threads of their own: three solves started as tasks from one async test run on
+    /// the engine's scheduler, which steps them together (one decode serving several), on its one thread.
+    @Test func requestsAreTasksThatTheSchedulerStepsOnItsThread() async throws {
+        let engine = try Self.engine(parallel: 3)
+        let before = (engine.scheduler.decodeCount, engine.scheduler.submissionCount)
+        final class Threads: Sendable { let seen = Mutex<Set<UInt>>([]) }
+        let threads = Threads()
+        let results = try await withThrowingTaskGroup(of: (Int, SolveResult).self) { group in
+            for index in Self.questions.indices {
+                let request = request(Self.questions[index])
+                group.addTask {
+                    let result = try await engine.solve(request) { _ in
+                        // Events come from the request's decoder, wherever it runs.
+                        threads.seen.withLock { _ = $0.insert(UInt(pthread_self())) }
+                    }
+                    return (index, result)
+                }
+            }
+            var results: [Int: SolveResult] = [:]
+            for try await (index, result) in group { results[index] = result }
+            return results
+        }
+        let decodes = engine.scheduler.decodeCount - before.0
+        let submissions = engine.scheduler.submissionCount - before.1
+        #expect(results.count == 3)
+        for (index, result) in results {
+            for (other, keyword) in Self.keywords.enumerated() {
+                #expect(result.text.contains(keyword) == (other == index), "request \(index): \(result.text)")
+            }
+        }
+        #expect(threads.seen.withLock { $0.count } == 1, "every request's decoder ran on the scheduler's thread")
+        #expect(Double(submissions) / Double(decodes) > 1.5,
+                "\(submissions) submissions in \(decodes) decodes: the requests were stepped together")
+        #expect(engine.requestsInFlight == 0)
     }
 
     @Test func moreRequestsThanSlotsWaitForOne() throws {
@@ -129,7 +166,7 @@ extension RealModelTests { @Suite struct ConcurrentRequestsTests {
         }
         #expect(failures.isEmpty, "\(failures)")
         #expect(results.count == 2)
-        #expect(results.contains { $0.timings.stopReason == .contextFull }, "\(results.map { ($0.timings.predictedN, $0.timings.stopReason) }) \(engine.context.capacity)")
+        #expect(results.contains { $0.timings.stopReason == .contextFull }, "\(results.map { ($0.timings.predictedN, $0.timings.stopReason) }) \(engine.kvCells)")
         let next = try engine.solve(request(Self.questions[1], .plain, maxTokens: 8))
         #expect(next.timings.predictedN > 0)
     }
@@ -148,9 +185,10 @@ extension RealModelTests { @Suite struct BatchCalibrationTests {
                                                                                  batchMs: calibration.batchMs))
         #expect(engine.scheduler.smallRoundLimit == calibration.smallRoundLimit)
         // Nothing of the measurement stays in the KV cache: every sequence is empty.
-        for sequence in 0..<Int32(engine.context.options.sequences) {
-            #expect(engine.context.lastPosition(sequence: sequence) == -1, "sequence \(sequence)")
+        let lastPositions = engine.scheduler.perform { context in
+            (0..<Int32(context.options.sequences)).map { context.lastPosition(sequence: $0) }
         }
+        #expect(lastPositions.allSatisfy { $0 == -1 }, "\(lastPositions)")
         // And the engine decodes as any other: a lone greedy solve repeats itself.
         var request = SolveRequest(question: TestEngine.question)
         request.maxTokens = 24
@@ -172,7 +210,7 @@ extension RealModelTests { @Suite struct BatchCalibrationTests {
         // The first engine measures and stores its choice.
         let first = try ConcurrentRequestsTests.engine(parallel: 1, batching: .remembered(store))
         #expect(!first.batchCalibration.remembered)
-        let key = BatchingChoiceStore.key(model: first.model, threads: first.context.options.effectiveThreads)
+        let key = BatchingChoiceStore.key(model: first.model, threads: first.contextOptions.effectiveThreads)
         #expect(store.limit(for: key) == first.batchCalibration.smallRoundLimit)
 
         // A stored choice wins over the next engine's own measurement.

@@ -178,31 +178,34 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
 
     /// The decoder is a step function: driven one `step()` at a time it writes at most one token per
     /// step, goes from the plan through the steps to the answer, and writes what `solve` writes.
-    @Test func theLineLoopIsAStepFunctionThatWritesWhatSolveWrites() throws {
+    @Test func theLineLoopIsAStepFunctionThatWritesWhatSolveWrites() async throws {
         let engine = TestEngine.shared
         var request = SolveRequest(question: TestEngine.question)
         request.maxTokens = 160
         request.maxSteps = 3
-        let solved = try engine.solve(request)
-        let slot = engine.slots.acquire()
-        defer { engine.slots.release(slot) }
-        let run = DecodingRun(engine: engine, slot: slot, sampling: request.sampling, cancellation: CancellationFlag(),
-                              emit: { _ in }, strategy: request.strategy.rawValue, question: request.question)
+        let solved = try await engine.solve(request)
         var phases: [SelfAnchorLoop.Phase] = []
         var steps = 0
         var mostTokensInOneStep = 0
-        let stepped = try run.execute {
-            let loop = try run.selfAnchorLoop(request)
-            var before = run.result.timings.predictedN
-            var more = true
-            while more {
-                if phases.last != loop.segment.phase { phases.append(loop.segment.phase) }
-                more = try loop.step()
-                steps += 1
-                mostTokensInOneStep = max(mostTokensInOneStep, run.result.timings.predictedN - before)
-                before = run.result.timings.predictedN
+        // Stepped by hand, as the engine's scheduler steps a request: on the scheduler's thread.
+        let stepped = try await withTaskExecutorPreference(engine.scheduler) {
+            let slot = await engine.slots.acquire()
+            defer { engine.slots.release(slot) }
+            let run = DecodingRun(engine: engine, slot: slot, sampling: request.sampling, cancellation: CancellationFlag(),
+                                  emit: { _ in }, strategy: request.strategy.rawValue, question: request.question)
+            return try await run.execute {
+                let loop = try await run.selfAnchorLoop(request)
+                var before = run.result.timings.predictedN
+                var more = true
+                while more {
+                    if phases.last != loop.segment.phase { phases.append(loop.segment.phase) }
+                    more = try await loop.step()
+                    steps += 1
+                    mostTokensInOneStep = max(mostTokensInOneStep, run.result.timings.predictedN - before)
+                    before = run.result.timings.predictedN
+                }
+                run.recordAnswer(task: request.task)
             }
-            run.recordAnswer(task: request.task)
         }
         #expect(stepped.text == solved.text)
         #expect(stepped.steps == solved.steps)
