@@ -54,7 +54,7 @@ extension Engine {
         let (prompt, response) = try analysisTokens(request.source)
         do {
             return try AttentionAnalyzer.analyze(model: model, prompt: prompt, response: response, options: request.options,
-                                                 threads: context.options.threads,
+                                                 threads: contextOptions.threads,
                                                  shouldAbort: { cancellation.isCancelled })
         } catch {
             switch error {
