@@ -39,6 +39,8 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
             ]
         ),
+        // Whole-file reads and atomic writes, with one set of error messages.
+        .target(name: "TextFiles"),
         // Owns llama.cpp's model, context, batch and sampler handles.
         .target(
             name: "Llama",
@@ -54,7 +56,7 @@ let package = Package(
         // Attention maps read during a forward pass: WAAD, FAI, preplan/anchor tokens, credit weights, report.
         .target(name: "AttentionAnalysis", dependencies: ["Llama"]),
         // The Self-Anchor decoder, SPA steering, baselines, step parsing and answer extraction.
-        .target(name: "SelfAnchor", dependencies: ["Llama", "AttentionAnalysis"]),
+        .target(name: "SelfAnchor", dependencies: ["Llama", "AttentionAnalysis", "TextFiles"]),
         // JSON-RPC 2.0 message types (no I/O).
         .target(name: "JSONRPC", dependencies: ["JSON"]),
         // Frames bytes: LSP Content-Length headers or newline-delimited messages (no JSON).
@@ -82,13 +84,13 @@ let package = Package(
         // `serve --mcp`: the Model Context Protocol, translated to and from the daemon's dispatcher.
         .target(name: "SelfAnchorMCP", dependencies: ["JSON", "JSONRPC", "SelfAnchorProtocol", "SelfAnchorServer"]),
         // `selfanchor eval`: benchmark loaders, the resumable runner, statistics and the report.
-        .target(name: "Evaluation", dependencies: ["SelfAnchor", "SelfAnchorProtocol", "WireMapping", "JSON", "Llama"]),
+        .target(name: "Evaluation", dependencies: ["SelfAnchor", "SelfAnchorProtocol", "WireMapping", "JSON", "Llama", "TextFiles"]),
         // The command line.
         .executableTarget(
             name: "selfanchor",
             dependencies: [
                 "SelfAnchor", "JSON", "Llama", "JSONRPC", "JSONRPCTransport", "JSONRPCConnection", "SelfAnchorServer", "Evaluation",
-                "SelfAnchorProtocol", "AttentionAnalysis", "SelfAnchorMCP", "WireMapping",
+                "SelfAnchorProtocol", "AttentionAnalysis", "SelfAnchorMCP", "WireMapping", "TextFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -98,7 +100,7 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama"]),
         .testTarget(name: "AttentionAnalysisTests", dependencies: ["AttentionAnalysis", "Llama"]),
         .testTarget(name: "SelfAnchorTests", dependencies: ["SelfAnchor", "Llama", "JSON"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SelfAnchor", "Llama", "JSON"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SelfAnchor", "Llama", "JSON", "TextFiles"]),
         .testTarget(name: "ServerTests", dependencies: ["SelfAnchorServer", "JSONRPC", "JSONRPCTransport", "JSONRPCConnection", "JSON"]),
     ]
 )

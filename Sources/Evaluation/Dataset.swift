@@ -1,5 +1,6 @@
 import JSON
 import SelfAnchor
+import TextFiles
 
 /// One benchmark question with its reference answer, whatever file layout it came from.
 public struct EvalItem: Sendable, Equatable {
@@ -25,7 +26,8 @@ public struct DatasetError: Error, CustomStringConvertible {
 ///   Hugging Face (`question`, `choices` {label: […], text: […]}, `answerKey`), or OLMo (`query`, `choices` […], `gold`)
 public enum DatasetLoader {
     public static func load(path: String, task: TaskType?) throws -> [EvalItem] {
-        let text = try readText(path)
+        let text: String
+        do { text = try readText(path) } catch { throw DatasetError(description: error.description) }
         var items: [EvalItem] = []
         var seen = Set<String>()
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

@@ -3,6 +3,7 @@ import Llama
 import SelfAnchor
 import SelfAnchorProtocol
 import WireMapping
+import TextFiles
 
 #if canImport(Glibc)
     import Glibc
@@ -215,43 +216,3 @@ final class AppendFile {
     }
 }
 
-/// The contents of a file as UTF-8 text.
-public func readText(_ path: String) throws -> String {
-    guard let file = fopen(path, "rb") else { throw DatasetError(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, file)
-        if count == 0 { break }
-        bytes.append(contentsOf: buffer[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-/// Writes a whole file (atomically: a temporary, then rename).
-public func writeText(_ text: String, to path: String) throws {
-    let temporary = path + ".tmp"
-    let file = try AppendFile(path: temporary)
-    _ = ftruncate(file.descriptor, 0)
-    do { try file.append(text) } catch {
-        unlink(temporary)
-        throw error
-    }
-    guard rename(temporary, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw DatasetError(description: "cannot write \(path): \(reason)")
-    }
-}
-
-/// Creates a directory and its parents (existing ones are fine).
-public func makeDirectory(_ path: String) throws {
-    var prefix = path.hasPrefix("/") ? "/" : ""
-    for component in path.split(separator: "/") {
-        prefix += component + "/"
-        if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
-            throw DatasetError(description: "cannot create \(prefix): \(String(cString: strerror(errno)))")
-        }
-    }
-}

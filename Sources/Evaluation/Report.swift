@@ -1,4 +1,5 @@
 import SelfAnchor
+import TextFiles
 
 /// One row of the comparison table.
 public struct StrategySummary: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import JSON
 import SelfAnchor
+import TextFiles
 
 /// `--shard K/N`: a deterministic 1/N of a benchmark's items, so that N machines (a Slurm array, a
 /// Kubernetes indexed Job, GNU parallel over ssh) each run one shard and `eval merge` joins them.

@@ -1,4 +1,5 @@
 import Llama
+import TextFiles
 
 #if canImport(Glibc)
     import Glibc
@@ -54,40 +55,19 @@ public struct BatchingChoiceStore: Sendable {
     public func store(_ limit: Int, for key: String) -> Bool {
         var kept = lines().filter { !$0.hasPrefix(key + "\t") && !$0.isEmpty }
         kept.append("\(key)\t\(limit)")
-        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-        if !directory.isEmpty { makeDirectories(directory) }
-        // Written whole to a temporary file and renamed, so a reader never sees half a file.
-        let temporary = path + ".\(getpid()).tmp"
-        guard let file = fopen(temporary, "w") else { return false }
-        let text = kept.joined(separator: "\n") + "\n"
-        let written = fputs(text, file) >= 0
-        fclose(file)
-        guard written, rename(temporary, path) == 0 else {
-            unlink(temporary)
+        do {
+            let directory = directoryOf(path)
+            if !directory.isEmpty { try makeDirectory(directory) }
+            try writeText(kept.joined(separator: "\n") + "\n", to: path)
+            return true
+        } catch {
             return false
         }
-        return true
     }
 
     private func lines() -> [String] {
-        guard let file = fopen(path, "r") else { return [] }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count <= 0 { break }
-            bytes += buffer[..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
-    }
-
-    private func makeDirectories(_ directory: String) {
-        var partial = directory.hasPrefix("/") ? "" : "."
-        for component in directory.split(separator: "/") {
-            partial += "/" + component
-            mkdir(partial, 0o755)
-        }
+        guard let text = try? readText(path) else { return [] }
+        return text.split(separator: "\n").map(String.init)
     }
 
     /// The CPU's model name (`/proc/cpuinfo`), or "unknown CPU".

@@ -136,10 +136,8 @@ public final class Engine: Sendable {
     public func solve(_ request: SolveRequest, cancellation: CancellationFlag = CancellationFlag(),
                       onEvent: @escaping @Sendable (DecoderEvent) -> Void = { _ in }) async throws(DecoderError) -> SolveResult
     {
-        try await onScheduler { () async throws(DecoderError) -> SolveResult in
-            let slot = await self.slots.acquire()
-            defer { self.slots.release(slot) }
-            return try await self.solve(request, slot: slot, cancellation: cancellation, onEvent: onEvent)
+        try await inSlot { (slot) async throws(DecoderError) in
+            try await self.solve(request, slot: slot, cancellation: cancellation, onEvent: onEvent)
         }
     }
 
@@ -176,10 +174,8 @@ public final class Engine: Sendable {
     public func generate(_ request: GenerateRequest, cancellation: CancellationFlag = CancellationFlag(),
                          onEvent: @escaping @Sendable (DecoderEvent) -> Void = { _ in }) async throws(DecoderError) -> SolveResult
     {
-        try await onScheduler { () async throws(DecoderError) -> SolveResult in
-            let slot = await self.slots.acquire()
-            defer { self.slots.release(slot) }
-            return try await self.generate(request, slot: slot, cancellation: cancellation, onEvent: onEvent)
+        try await inSlot { (slot) async throws(DecoderError) in
+            try await self.generate(request, slot: slot, cancellation: cancellation, onEvent: onEvent)
         }
     }
 
@@ -199,10 +195,14 @@ public final class Engine: Sendable {
         }
     }
 
-    /// Runs `body` with the scheduler as its task executor: the request's decoder runs on the scheduler's
-    /// thread and is stepped there once per round.
-    private func onScheduler<T>(_ body: () async throws(DecoderError) -> T) async throws(DecoderError) -> T {
-        try await withTaskExecutorPreference(scheduler, operation: body)
+    /// Runs a request in a slot of its own (waiting, suspended, for one) with the scheduler as its task
+    /// executor: the request's decoder runs on the scheduler's thread and is stepped there once per round.
+    private func inSlot(_ body: (Slot) async throws(DecoderError) -> SolveResult) async throws(DecoderError) -> SolveResult {
+        try await withTaskExecutorPreference(scheduler) { () async throws(DecoderError) -> SolveResult in
+            let slot = await slots.acquire()
+            defer { slots.release(slot) }
+            return try await body(slot)
+        }
     }
 
     /// `solve` for a caller on a thread of its own (never the scheduler's): waits for the result. `onEvent`

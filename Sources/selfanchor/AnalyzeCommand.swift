@@ -7,6 +7,7 @@ import Llama
 import SelfAnchor
 import SelfAnchorProtocol
 import WireMapping
+import TextFiles
 
 /// `selfanchor analyze`: preplan and anchor tokens of a text from the model's attention (WAAD, FAI),
 /// with credit weights for RL, as a summary, JSON, JSONL token weights or an HTML report.

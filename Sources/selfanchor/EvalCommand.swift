@@ -2,6 +2,7 @@ import ArgumentParser
 import Evaluation
 import Llama
 import SelfAnchor
+import TextFiles
 
 #if canImport(Glibc)
     import Glibc

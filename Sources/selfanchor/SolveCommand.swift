@@ -5,6 +5,7 @@ import Llama
 import SelfAnchor
 import SelfAnchorProtocol
 import WireMapping
+import TextFiles
 
 #if canImport(Glibc)
     import Glibc

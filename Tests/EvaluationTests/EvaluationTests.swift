@@ -3,6 +3,7 @@ import Llama
 import SelfAnchor
 import JSON
 @testable import Evaluation
+import TextFiles
 
 #if canImport(Glibc)
     import Glibc
