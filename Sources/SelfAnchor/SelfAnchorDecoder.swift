@@ -196,6 +196,9 @@ final class SelfAnchorLoop {
     private unowned let run: DecodingRun
     private let request: SolveRequest
     private let steering: SteeringOptions
+    /// The plan and step ω_base of this solve (the request's, or its task's defaults).
+    private let planOmega: Double
+    private let stepOmega: Double
     private let planning: Planning
     private let anchors: any AnchorPolicy
     /// Tokens kept for the answer when the budget runs out.
@@ -210,6 +213,7 @@ final class SelfAnchorLoop {
         self.run = run
         self.request = request
         self.steering = request.steering
+        (planOmega, stepOmega) = request.steering.lineOmegas(for: request.task)
         self.planning = planning
         self.anchors = anchors
         self.reserve = max(1, min(32, request.maxTokens / 4))
@@ -227,9 +231,9 @@ final class SelfAnchorLoop {
     private func omega(for phase: Phase) -> Double {
         let base: Double
         switch phase {
-        case .plan: base = steering.planOmega
-        case .answer: base = steering.answerOmega ?? steering.planOmega
-        case .step: base = steering.stepOmega
+        case .plan: base = planOmega
+        case .answer: base = steering.answerOmega ?? planOmega
+        case .step: base = stepOmega
         }
         return Steering.omega(base: base, confidence: previousConfidence, options: steering)
     }
@@ -283,7 +287,7 @@ final class SelfAnchorLoop {
     /// context is full.
     private func nextLineStart() async throws -> (token: LlamaToken, kind: StepParser.LineStart)? {
         let confidence = Steering.harmonicMean(segment.probabilities) ?? previousConfidence
-        let decisionOmega = Steering.omega(base: steering.planOmega, confidence: confidence, options: steering)
+        let decisionOmega = Steering.omega(base: planOmega, confidence: confidence, options: steering)
         // ω = 1 is the real logits bit for bit: no masked context needed.
         let maskedSequence = decisionOmega == 1 ? nil : run.slot.questionMasked
         guard try await run.advance(maskedSequence: maskedSequence, maskedTokens: run.maskedPrompt + run.generated) else {

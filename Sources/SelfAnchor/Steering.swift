@@ -45,12 +45,25 @@
 public struct SteeringOptions: Sendable, Equatable {
     // The defaults were chosen on gsm8k-dev (README, "How the defaults were chosen"): steering each step
     // toward the question and its plan item at a fixed ω = 2 answered the most; steering plan items
-    // toward the question as well (ω 1.3) answered fewer, and so did confidence-scaled ω.
+    // toward the question as well (ω 1.3) answered fewer, and so did confidence-scaled ω. Yes/no
+    // questions were measured apart (strategyqa-dev, README): there steps steered toward the question
+    // restate its premise as a fact and the answer turns "yes", so their plans (which end on the verdict in
+    // the interleaved layout) and the answer line are steered instead.
 
-    /// ω_base for plan lines (anchor: the question).
-    public var planOmega: Double = 1
-    /// ω_base for reasoning steps (anchors: the question and the current plan).
-    public var stepOmega: Double = 2
+    /// ω_base for plan lines (anchor: the question); nil: the task's default (`defaultPlanOmega`).
+    public var planOmega: Double? = nil
+    /// ω_base for reasoning steps (anchors: the question and the current plan); nil: the task's default.
+    public var stepOmega: Double? = nil
+
+    /// Plans unsteered (1) except on yes/no questions (2).
+    public static func defaultPlanOmega(for task: TaskType) -> Double { task == .yesno ? 2 : 1 }
+    /// Steps at 2 except on yes/no questions (1: unsteered).
+    public static func defaultStepOmega(for task: TaskType) -> Double { task == .yesno ? 1 : 2 }
+
+    /// The plan and step ω_base a solve of `task` uses: the request's, or the task's defaults.
+    public func lineOmegas(for task: TaskType) -> (plan: Double, step: Double) {
+        (planOmega ?? Self.defaultPlanOmega(for: task), stepOmega ?? Self.defaultStepOmega(for: task))
+    }
     /// ω_base for the answer line (anchor: the question); nil: `planOmega`.
     public var answerOmega: Double? = nil
     /// ω for the value the model writes after an `=` (see the file's header). nil: the strategy's

@@ -344,6 +344,33 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
         #expect(yesNoUpfront.text.hasPrefix("Plan:\n1."))
     }
 
+    /// Yes/no solves steer their plans (and answer) toward the question and leave the steps unsteered unless
+    /// the request says otherwise; other tasks the reverse.
+    @Test func lineOmegasDefaultByTaskAndAnExplicitOneWins() throws {
+        func omegas(_ change: (inout SolveRequest) -> Void) throws -> (plans: [Double], steps: [Double]) {
+            nonisolated(unsafe) var plans: [Double] = []
+            nonisolated(unsafe) var steps: [Double] = []
+            _ = try solve({ $0.maxTokens = 80; $0.maxSteps = 3; change(&$0) }) { event in
+                switch event {
+                case .plan(let record): plans.append(record.omega)
+                case .reason(let record): steps.append(record.omega)
+                default: break
+                }
+            }
+            return (plans, steps)
+        }
+        let yesNo = try omegas { $0.question = "Is the sun larger than the moon?"; $0.task = .yesno }
+        #expect(!yesNo.plans.isEmpty && yesNo.plans.allSatisfy { $0 == 2 }, "\(yesNo)")
+        #expect(!yesNo.steps.isEmpty && yesNo.steps.allSatisfy { $0 == 1 }, "\(yesNo)")
+        let number = try omegas { _ in }
+        #expect(!number.plans.isEmpty && number.plans.allSatisfy { $0 == 1 }, "\(number)")
+        #expect(!number.steps.isEmpty && number.steps.allSatisfy { $0 == 2 }, "\(number)")
+        let yesNoSteered = try omegas {
+            $0.question = "Is the sun larger than the moon?"; $0.task = .yesno; $0.steering.stepOmega = 2; $0.steering.planOmega = 1
+        }
+        #expect(yesNoSteered.plans.allSatisfy { $0 == 1 } && yesNoSteered.steps.allSatisfy { $0 == 2 }, "\(yesNoSteered)")
+    }
+
     @Test func upfrontPlanningWritesThePlanFirstThenOneStepPerItem() throws {
         nonisolated(unsafe) var events: [DecoderEvent] = []
         let result = try solve({ $0.planning = .upfront; $0.maxTokens = 200; $0.maxSteps = 4 }) { events.append($0) }
