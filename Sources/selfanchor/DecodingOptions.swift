@@ -7,10 +7,10 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "One ω_base for plans, steps, the answer, computed values and spa (1: no steering).")
     var omega: Double?
 
-    @Option(name: .long, help: "ω_base for plan lines. (default: 1; 2 for --task yesno)")
+    @Option(name: .long, help: "ω_base for plan lines. (default: \(SteeringOptions.defaultPlanOmega(for: .number)); \(SteeringOptions.defaultPlanOmega(for: .yesno)) for --task yesno)")
     var planOmega: Double?
 
-    @Option(name: .long, help: "ω_base for reasoning steps. (default: 2; 1 for --task yesno)")
+    @Option(name: .long, help: "ω_base for reasoning steps. (default: \(SteeringOptions.defaultStepOmega(for: .number)); \(SteeringOptions.defaultStepOmega(for: .yesno)) for --task yesno)")
     var stepOmega: Double?
 
     @Option(name: .long, help: "ω_base for the answer line (default: --plan-omega).")
