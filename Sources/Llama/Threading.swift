@@ -100,21 +100,38 @@ public final class ComputeThread: @unchecked Sendable {
     /// Runs `body` on the compute thread and returns its result.
     public func run<T>(_ body: @escaping () -> T) -> T {
         if let thread, pthread_equal(pthread_self(), thread) != 0 { return body() }
-        // The job and the waiting caller share these two under `lock`.
-        var result: T?
-        var done = false
+        let answer = HandOff<T>()
         lock.withLock {
-            jobs.append { [lock] in
-                let value = body()
-                lock.withLock {
-                    result = value
-                    done = true
-                    lock.broadcast()
-                }
-            }
+            jobs.append { answer.put(body()) }
             lock.broadcast()
-            while !done { lock.wait() }
         }
-        return result!
+        return answer.wait()
+    }
+}
+
+/// A value one thread hands over and another blocks for: how a caller waits for work it gave another
+/// thread (the compute thread's decode, a call on the context scheduler's thread, a request run as a task
+/// for a blocking `solve`).
+/// Unchecked: `value` changes only under `lock`; `put` is called once.
+public final class HandOff<Value>: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var value: Value?
+
+    public init() {}
+
+    /// Hands the value over and wakes the waiting thread.
+    public func put(_ value: Value) {
+        lock.withLock {
+            self.value = value
+            lock.broadcast()
+        }
+    }
+
+    /// Blocks until the value is there, and returns it.
+    public func wait() -> Value {
+        lock.withLock {
+            while value == nil { lock.wait() }
+            return value!
+        }
     }
 }

@@ -140,25 +140,12 @@ final class ContextScheduler: TaskExecutor, @unchecked Sendable {
     /// threads: status, the bench; on the scheduler's thread it runs at once).
     func perform<T>(_ body: @escaping (LlamaContext) -> T) -> T {
         if isCurrent { return body(context) }
-        let done = ConditionLock()
-        var result: T?
-        var finished = false
-        let call = { [context] in
-            let value = body(context)
-            done.withLock {
-                result = value
-                finished = true
-                done.broadcast()
-            }
-        }
+        let answer = HandOff<T>()
         lock.withLock {
-            work.append(.call(call))
+            work.append(.call { [context] in answer.put(body(context)) })
             lock.broadcast()
         }
-        done.withLock {
-            while !finished { done.wait() }
-        }
-        return result!
+        return answer.wait()
     }
 
     /// Decodes the items together with whatever the other requests in flight submit; returns when they

@@ -1,6 +1,5 @@
 import AttentionAnalysis
 import Llama
-import Synchronization
 
 /// The resident model and its context: runs solves and steered generations, several at once.
 ///
@@ -231,22 +230,11 @@ public final class Engine: Sendable {
         -> SolveResult
     {
         precondition(!scheduler.isCurrent, "a blocking solve on the scheduler's thread would wait for itself")
-        let outcome = Mutex<Result<SolveResult, DecoderError>?>(nil)
-        let done = ConditionLock()
+        let answer = HandOff<Result<SolveResult, DecoderError>>()
         Task(executorPreference: scheduler) {
-            let result: Result<SolveResult, DecoderError>
-            do throws(DecoderError) { result = .success(try await body()) } catch { result = .failure(error) }
-            done.withLock {
-                outcome.withLock { $0 = result }
-                done.broadcast()
-            }
+            do throws(DecoderError) { answer.put(.success(try await body())) } catch { answer.put(.failure(error)) }
         }
-        return try done.withLock { () throws(DecoderError) -> SolveResult in
-            while true {
-                if let result = outcome.withLock({ $0 }) { return try result.get() }
-                done.wait()
-            }
-        }
+        return try answer.wait().get()
     }
 
     deinit { scheduler.stop() }

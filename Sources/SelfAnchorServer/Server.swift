@@ -257,12 +257,7 @@ public final class Server: MessageReceiver, Sendable {
                          _ body: @escaping @Sendable (Job) async throws(ResponseError) -> JSONValue) throws(ResponseError)
     {
         try queue.enqueue(id: id, method: method, .ordinary { job in
-            do throws(ResponseError) {
-                let result = try await body(job)
-                self.queue.finish(job) { self.reply(job.id, result: result) }
-            } catch {
-                self.queue.finish(job) { self.reply(job.id, error: error) }
-            }
+            do throws(ResponseError) { self.answer(job, .success(try await body(job))) } catch { self.answer(job, .failure(error)) }
         })
     }
 
@@ -271,13 +266,18 @@ public final class Server: MessageReceiver, Sendable {
                                   _ body: @escaping @Sendable (Job) throws(ResponseError) -> JSONValue) throws(ResponseError)
     {
         try queue.enqueue(id: id, method: method, .exclusive { job in
-            do throws(ResponseError) {
-                let result = try body(job)
-                self.queue.finish(job) { self.reply(job.id, result: result) }
-            } catch {
-                self.queue.finish(job) { self.reply(job.id, error: error) }
-            }
+            self.answer(job, Result { () throws(ResponseError) in try body(job) })
         })
+    }
+
+    /// Finishes a queued job with its result or its error.
+    private func answer(_ job: Job, _ outcome: Result<JSONValue, ResponseError>) {
+        queue.finish(job) {
+            switch outcome {
+            case .success(let result): reply(job.id, result: result)
+            case .failure(let error): reply(job.id, error: error)
+            }
+        }
     }
 
     /// Cancels every request in flight, as `$/cancelRequest` would (used when the client is gone or
