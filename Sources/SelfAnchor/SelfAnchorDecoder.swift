@@ -196,9 +196,10 @@ final class SelfAnchorLoop {
     private unowned let run: DecodingRun
     private let request: SolveRequest
     private let steering: SteeringOptions
-    /// The plan and step ω_base of this solve (the request's, or its task's defaults).
+    /// The plan, step and answer ω_base of this solve (the request's, or its task's defaults).
     private let planOmega: Double
     private let stepOmega: Double
+    private let answerOmega: Double
     private let planning: Planning
     private let anchors: any AnchorPolicy
     /// Tokens kept for the answer when the budget runs out.
@@ -213,7 +214,7 @@ final class SelfAnchorLoop {
         self.run = run
         self.request = request
         self.steering = request.steering
-        (planOmega, stepOmega) = request.steering.lineOmegas(for: request.task)
+        (planOmega, stepOmega, answerOmega) = request.steering.lineOmegas(for: request.task)
         self.planning = planning
         self.anchors = anchors
         self.reserve = max(1, min(32, request.maxTokens / 4))
@@ -232,7 +233,7 @@ final class SelfAnchorLoop {
         let base: Double
         switch phase {
         case .plan: base = planOmega
-        case .answer: base = steering.answerOmega ?? planOmega
+        case .answer: base = answerOmega
         case .step: base = stepOmega
         }
         return Steering.omega(base: base, confidence: previousConfidence, options: steering)

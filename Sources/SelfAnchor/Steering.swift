@@ -60,11 +60,13 @@ public struct SteeringOptions: Sendable, Equatable {
     /// Steps at 2 except on yes/no questions (1: unsteered).
     public static func defaultStepOmega(for task: TaskType) -> Double { task == .yesno ? 1 : 2 }
 
-    /// The plan and step ω_base a solve of `task` uses: the request's, or the task's defaults.
-    public func lineOmegas(for task: TaskType) -> (plan: Double, step: Double) {
-        (planOmega ?? Self.defaultPlanOmega(for: task), stepOmega ?? Self.defaultStepOmega(for: task))
+    /// The plan, step and answer ω_base a solve of `task` uses: the request's, or the task's defaults (the
+    /// answer line follows the plans).
+    public func lineOmegas(for task: TaskType) -> (plan: Double, step: Double, answer: Double) {
+        let plan = planOmega ?? Self.defaultPlanOmega(for: task)
+        return (plan, stepOmega ?? Self.defaultStepOmega(for: task), answerOmega ?? plan)
     }
-    /// ω_base for the answer line (anchor: the question); nil: `planOmega`.
+    /// ω_base for the answer line (anchor: the question); nil: the plans' ω_base.
     public var answerOmega: Double? = nil
     /// ω for the value the model writes after an `=` (see the file's header). nil: the strategy's
     /// default, `selfAnchorResultOmega` for self-anchor and attention-anchor, the line's own ω for spa.

@@ -29,6 +29,17 @@ import Testing
         #expect(Steering.omega(base: 1.5, confidence: 0.3, options: fixed) == 1.5)
     }
 
+    @Test func lineOmegasResolveTheTaskDefaultsAndTheAnswerFollowsThePlans() {
+        var options = SteeringOptions()
+        #expect(options.lineOmegas(for: .number) == (1, 2, 1))
+        #expect(options.lineOmegas(for: .yesno) == (2, 1, 2))
+        options.planOmega = 1.6
+        #expect(options.lineOmegas(for: .yesno) == (1.6, 1, 1.6))
+        options.answerOmega = 3
+        options.stepOmega = 1.3
+        #expect(options.lineOmegas(for: .number) == (1.6, 1.3, 3))
+    }
+
     @Test func theValueAfterAnEqualsSignIsAResultUntilItsNumberEnds() {
         for text in ["4 × 12 =", "4 × 12 = ", "so 4 × 12 = 4", "= $1,200.5", "half = 50 %", "x = 3 = 3."] {
             #expect(Steering.isWritingResult(after: text), "\(text)")
