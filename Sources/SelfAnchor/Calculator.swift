@@ -10,8 +10,17 @@
 /// operator is evaluated; anything else before `=` (a name, `x = 5`, words between numbers) is left to
 /// the model. So is an expression with parentheses or with both kinds of operators (`12 + 5 × 3`):
 /// models write those out a level at a time (`= 12 + 15 = 27`), and a value written after the first
-/// `=` cut that short (measured on gsm8k-dev: the model then went on summing the parts again).
+/// `=` cut that short (measured on gsm8k-dev: the model then went on summing the parts again); the
+/// exception is a parenthesized sum times or divided by a number (`(48 + 42) / 2`, an average), which
+/// models do not expand and often get wrong (`sumTimesNumber`). Also left to the model are
+/// an expression joined by an operator to something else (`x + 5 - 3 =` is not 2) and a sum of
+/// different units (`90 minutes + 300 seconds =` is not 390): cot on gsm8k-dev lost an answer to each.
 public enum Calculator {
+    /// Whether a request that does not say gets the calculator: on for number answers, where it helped
+    /// both cot and self-anchor on gsm8k-dev (README, "The calculator on by default"); off for the other
+    /// tasks, where it was not measured.
+    public static func isDefault(for task: TaskType) -> Bool { task == .number }
+
     /// What the calculator evaluated and what it inserts.
     public struct Calculation: Sendable, Equatable {
         /// The expression as the model wrote it.
@@ -28,8 +37,15 @@ public enum Calculator {
         if let last = before.last, "<>!=:".contains(last) { return nil }
         // Only the current line, and within it, only what follows the last other `=` (chains: a = b = …).
         let line = before.split(separator: "\n", omittingEmptySubsequences: false).last ?? before
-        let source = line.split(separator: "=", omittingEmptySubsequences: false).last ?? line
-        let tokens = droppingUnits(tokenize(normalizeLaTeX(String(source))))
+        var source = line.split(separator: "=", omittingEmptySubsequences: false).last ?? line
+        if source.count == line.count {
+            // A list marker ("- 16 - 3 =", "* 4 × 5 =") is not a sign or an operator.
+            let trimmed = source.drop { $0 == " " || $0 == "\t" }
+            if let marker = trimmed.first, "-*•".contains(marker), trimmed.dropFirst().first == " " {
+                source = trimmed.dropFirst(2)
+            }
+        }
+        let (tokens, units) = droppingUnits(tokenize(normalizeLaTeX(String(source))))
         guard !tokens.isEmpty else { return nil }
         // The longest tail of tokens that parses as a whole expression with an operator.
         for start in tokens.indices {
@@ -37,22 +53,36 @@ public enum Calculator {
             guard tail.contains(where: \.isOperator), tail.last?.isOperand == true else { continue }
             var parser = Parser(tokens: tail)
             guard let value = parser.parseExpression(), parser.atEnd else { continue }
-            // Parentheses, or + and × together: the model writes these out a level at a time (see above).
-            var additive = false
-            var multiplicative = false
-            for (index, token) in tail.enumerated() {
-                guard case .op(let op) = token else { continue }
-                if "*×÷/".contains(op) {
-                    multiplicative = true
-                } else if index > 0, tail[index - 1].isOperand {
-                    additive = true  // a binary + or −, not a sign
+            // An operator right before the tail joins it to something that is not a number (`x + 5 - 3 =`):
+            // the value of the tail alone would be wrong.
+            if start > 0, tokens[start - 1].isOperator { return nil }
+            // A sum of different units (`90 minutes + 300 seconds`) needs a conversion the calculator cannot see.
+            func unitsDiffer(_ range: Range<Int>) -> Bool { Set(units[range].compactMap { $0 }).count > 1 }
+            let ratio: Bool
+            if let split = sumTimesNumber(tail) {
+                // `(48 + 42) / 2`: each sum in one unit; a ratio only when both sides are money.
+                if split.sums.contains(where: { unitsDiffer(($0.lowerBound + start)..<($0.upperBound + start)) }) { return nil }
+                ratio = split.divides && split.leftHasCurrency && split.rightHasCurrency
+            } else {
+                // Other parentheses, or + and × together: the model writes these out a level at a time (see above).
+                var additive = false
+                var multiplicative = false
+                for (index, token) in tail.enumerated() {
+                    guard case .op(let op) = token else { continue }
+                    if "*×÷/".contains(op) {
+                        multiplicative = true
+                    } else if index > 0, tail[index - 1].isOperand {
+                        additive = true  // a binary + or −, not a sign
+                    }
                 }
+                if tail.contains(.open) || (additive && multiplicative) { return nil }
+                if additive, unitsDiffer(start..<tokens.count) { return nil }
+                // A ratio of two amounts ($10 / $2 = 5).
+                ratio = tail.filter(\.hasCurrency).count >= 2 && tail.contains { $0 == .op("/") || $0 == .op("÷") }
             }
-            if tail.contains(.open) || (additive && multiplicative) { return nil }
             let expression = tail.map(\.text).joined(separator: " ")
-            // Money in, money out ($2 × 9 = $18), except a ratio of two amounts ($10 / $2 = 5).
+            // Money in, money out ($2 × 9 = $18), except a ratio.
             let amounts = tail.filter(\.hasCurrency).count
-            let ratio = amounts >= 2 && tail.contains { $0 == .op("/") || $0 == .op("÷") }
             let currency = amounts > 0 && !ratio ? "$" : ""
             // In LaTeX the sign is written \$.
             let sign = currency.isEmpty ? "" : source.contains("\\$") ? "\\$" : "$"
@@ -61,6 +91,37 @@ public enum Calculator {
             return Calculation(expression: expression, value: sign + value.decimalText(grouped: grouped))
         }
         return nil
+    }
+
+    /// The one shape with parentheses the calculator evaluates: a parenthesized sum and a number (or two
+    /// sums) joined by one `×` or `÷`, as in `(80 + 60 + 100) ÷ 3` or `2 × (15 + 5)`. Models do not write
+    /// these out further, and get them wrong: on gsm8k-dev, 4 of the 6 averages written so had the sum
+    /// or a wrong value after `=` ("(48 + 42) / 2 = 90"). `sums` are the ranges of the sums' insides.
+    static func sumTimesNumber(_ tail: [Token]) -> (sums: [Range<Int>], divides: Bool, leftHasCurrency: Bool, rightHasCurrency: Bool)? {
+        /// One operand from `index`: a number, or `(` numbers joined by + and − `)`. Returns its end.
+        func operand(at index: Int) -> (end: Int, sum: Range<Int>?)? {
+            guard index < tail.count else { return nil }
+            if case .number = tail[index] { return (index + 1, nil) }
+            guard tail[index] == .open, let close = tail[index...].firstIndex(of: .close) else { return nil }
+            let inside = (index + 1)..<close
+            guard !inside.isEmpty else { return nil }
+            for (offset, token) in tail[inside].enumerated() {
+                switch token {
+                case .number: guard offset % 2 == 0 else { return nil }
+                case .op(let op) where "+-−".contains(op): guard offset % 2 == 1 else { return nil }
+                default: return nil
+                }
+            }
+            guard inside.count % 2 == 1 else { return nil }
+            return (close + 1, inside.count > 1 ? inside : nil)
+        }
+        guard let left = operand(at: 0), left.end < tail.count, case .op(let op) = tail[left.end], "*×÷/".contains(op),
+              let right = operand(at: left.end + 1), right.end == tail.count
+        else { return nil }
+        let sums = [left.sum, right.sum].compactMap { $0 }
+        guard !sums.isEmpty else { return nil }
+        return (sums, "÷/".contains(op), tail[..<left.end].contains(where: \.hasCurrency),
+                tail[(left.end + 1)...].contains(where: \.hasCurrency))
     }
 
     // MARK: Tokens
@@ -117,7 +178,8 @@ public enum Calculator {
 
     /// Removes units: a run of words right after a number (or `)`) that ends at an operator, `)` or the
     /// end, and `/ word` (per unit) in the same places. Words anywhere else stay and stop the expression.
-    static func droppingUnits(_ tokens: [Token]) -> [Token] {
+    /// `units[i]` is the unit removed after `tokens[i]` (lowercased, singular), nil where there was none.
+    static func droppingUnits(_ tokens: [Token]) -> (tokens: [Token], units: [String?]) {
         func isWord(_ token: Token) -> Bool {
             guard case .other(let text) = token else { return false }
             return text.allSatisfy { $0.isLetter || "/'’-.,:;".contains($0) } && text.contains(where: \.isLetter)
@@ -129,7 +191,16 @@ public enum Calculator {
             default: return false
             }
         }
+        /// "Eggs," and "egg" alike.
+        func unit(_ words: ArraySlice<Token>) -> String {
+            words.map { word in
+                var letters = word.text.lowercased().filter(\.isLetter)
+                if letters.count > 2, letters.hasSuffix("s") { letters.removeLast() }
+                return letters
+            }.joined(separator: " ")
+        }
         var result: [Token] = []
+        var units: [String?] = []
         var i = 0
         while i < tokens.count {
             let token = tokens[i]
@@ -137,6 +208,7 @@ public enum Calculator {
                 var j = i
                 while j < tokens.count, isWord(tokens[j]) { j += 1 }
                 if endsUnit(j) {
+                    units[units.count - 1] = [units[units.count - 1], unit(tokens[i..<j])].compactMap { $0 }.joined(separator: " ")
                     i = j
                     continue
                 }
@@ -145,14 +217,16 @@ public enum Calculator {
                 var j = i + 1
                 while j < tokens.count, isWord(tokens[j]) { j += 1 }
                 if endsUnit(j) {
+                    units[units.count - 1] = [units[units.count - 1], "per " + unit(tokens[(i + 1)..<j])].compactMap { $0 }.joined(separator: " ")
                     i = j
                     continue
                 }
             }
             result.append(token)
+            units.append(nil)
             i += 1
         }
-        return result
+        return (result, units)
     }
 
     static func tokenize(_ text: String) -> [Token] {

@@ -67,12 +67,52 @@ import Testing
         #expect(value("(3 + 4 =") == "7", "an unmatched parenthesis is left out")
     }
 
+    @Test func evaluatesASumTimesOrDividedByANumber() {
+        // gsm8k-110: "(48 + 42) / 2 = 90"; gsm8k-31: "(80 + 60 + 100) ÷ 3 = 140".
+        #expect(value("(48 + 42) / 2 =") == "45")
+        #expect(value("The average is (80 + 60 + 100) ÷ 3 =") == "80")
+        #expect(value("2 × (15 - 5) =") == "20")
+        #expect(value("(2 + 3) * (4 - 1) =") == "15")
+        #expect(value("($25 + $75) / 2 =") == "$50", "money divided by a count is money")
+        #expect(value("($100 + $50) / ($20 + $10) =") == "5", "money divided by money is a ratio")
+        #expect(value("\\left(3 + 1\\right) \\div 2 =") == "2")
+        #expect(value("\\frac{16 + 8 + 4 + 2}{4} =") == "7.5")
+        #expect(value("(90 minutes + 30 seconds) / 2 =") == nil, "a sum of different units")
+        #expect(value("(20 eggs + 10 eggs) × $2/egg =") == "$60", "units compared inside the sum only")
+    }
+
+    @Test func leavesAnExpressionWithAnUnknownInItToTheModel() {
+        // gsm8k-125, cot with the calculator: "\( x + 5 - 3 = 2 \)" and then x = 0.
+        #expect(value("\\( x + 5 - 3 =") == nil)
+        #expect(value("so 2y × 3 + 4 =") == nil)
+        #expect(value("3x + 5 - 2 =") == nil)
+        #expect(value("Let x be the price: x + 5 =") == nil)
+    }
+
+    @Test func leavesSumsOfDifferentUnitsToTheModel() {
+        // gsm8k-174, cot with the calculator: "90 minutes + 300 seconds = 390 seconds".
+        #expect(value("90 minutes + 300 seconds =") == nil)
+        #expect(value("2 hours - 30 minutes =") == nil)
+        #expect(value("90 minutes + 5 minutes =") == "95", "one unit")
+        #expect(value("16 eggs - 1 egg =") == "15", "singular and plural are one unit")
+        #expect(value("16 eggs - 3 =") == "13", "a number without a unit")
+        #expect(value("5 seconds * 60 potatoes =") == "300", "a product of units is no conversion")
+    }
+
+    @Test func readsPastListMarkers() {
+        #expect(value("- 16 - 3 =") == "13", "a dash that starts a list item is no sign")
+        #expect(value("  * 4 × 5 =") == "20")
+        #expect(value("• 20 + 5 =") == "25")
+        #expect(value("-16 - 3 =") == "-19", "a dash glued to the number is a sign")
+    }
+
     @Test func leavesExpressionsTheModelWritesOutALevelAtATime() {
         // "12 + (5 × 3) = 12 + 15 = 27": a value after the first "=" would cut the model's expansion short.
         #expect(value("$12 + (5 * $3) + (4 * $1.50) =") == nil)
         #expect(value("2 + 3 * 4 =") == nil, "both kinds of operators")
-        #expect(value("(2 + 3) * 4 =") == nil, "parentheses")
-        #expect(value("\\left(3 + 1\\right) \\div 2 =") == nil)
+        #expect(value("(2 * 3) + 4 =") == nil, "parentheses around a product")
+        #expect(value("(2 + 3) * (4 * 5) =") == nil)
+        #expect(value("(2 + 3) * 4 + 1 =") == nil, "more than one operator outside the parentheses")
         #expect(value("$12 + (5 * $3) + (4 * $1.50) = $12 + $15 + $6 =") == "$33", "the expanded sum is evaluated")
     }
 }
