@@ -145,7 +145,7 @@ public final class Engine: Sendable {
     {
         let run = DecodingRun(engine: self, slot: slot, sampling: request.sampling, cancellation: cancellation, emit: onEvent,
                               strategy: request.strategy.rawValue, question: request.question)
-        run.calculator = request.calculator
+        run.calculator = request.usesCalculator
         return try await run.execute {
             switch request.strategy {
             case .selfAnchor, .attentionAnchor:

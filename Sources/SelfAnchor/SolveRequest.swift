@@ -22,8 +22,11 @@ public struct SolveRequest: Sendable {
     /// `attention-anchor` only: how many highest-FAI spans of the generation join the question as anchors.
     public var anchorSpans: Int = 3
     /// Exact arithmetic: when the model writes an arithmetic expression and `=`, the decoder writes the
-    /// value (`Calculator`), and the model goes on from it.
-    public var calculator: Bool = false
+    /// value (`Calculator`), and the model goes on from it; nil: the task's default
+    /// (`Calculator.isDefault(for:)`).
+    public var calculator: Bool? = nil
+    /// Whether the calculator is on: as asked, else the task's default.
+    public var usesCalculator: Bool { calculator ?? Calculator.isDefault(for: task) }
 
     public init(question: String, strategy: Strategy = .selfAnchor, task: TaskType = .number) {
         self.question = question

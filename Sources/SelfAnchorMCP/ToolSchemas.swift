@@ -156,7 +156,7 @@ enum ToolSchemas {
             },
             "calculator": {
               "type": "boolean",
-              "description": "exact arithmetic: after an arithmetic expression and '=', the decoder writes the value (a calculation event, and the value in the deltas)"
+              "description": "exact arithmetic: after an arithmetic expression and '=', the decoder writes the value (a calculation event, and the value in the deltas); default: on for task number, off otherwise"
             }
           }
         }

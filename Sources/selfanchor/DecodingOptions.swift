@@ -43,7 +43,7 @@ struct DecodingOptions: ParsableArguments {
     @Option(name: .long, help: "The adaptive masked pass's threshold P (given alone, it selects --masked-pass adaptive; 'off': every).")
     var skipMaskedAbove: MaskedPassThreshold?
 
-    @Flag(inversion: .prefixedNo, help: "Exact arithmetic: after 'expression =' the decoder writes the value (default: on only where measured to help; see README).")
+    @Flag(inversion: .prefixedNo, help: "Exact arithmetic: after 'expression =' the decoder writes the value (default: on for number answers (--task number), off for the other tasks).")
     var calculator: Bool?
 
     @Option(name: .long, help: "Most tokens to generate.")

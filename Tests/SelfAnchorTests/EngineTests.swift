@@ -193,6 +193,7 @@ extension RealModelTests { @Suite struct SelfAnchorDecoderTests {
             defer { engine.slots.release(slot) }
             let run = DecodingRun(engine: engine, slot: slot, sampling: request.sampling, cancellation: CancellationFlag(),
                                   emit: { _ in }, strategy: request.strategy.rawValue, question: request.question)
+            run.calculator = request.usesCalculator
             return try await run.execute {
                 let loop = try await run.selfAnchorLoop(request)
                 var before = run.result.timings.predictedN

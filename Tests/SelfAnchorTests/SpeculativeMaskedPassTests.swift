@@ -106,7 +106,8 @@ extension RealModelTests { @Suite struct SpeculativeMaskedPassTests {
     @Test func resultOmegaSteersOnlyTheValueAfterAnEqualsSign() throws {
         let question = ConcurrentRequestsTests.questions[1]
         let configure: (Double) -> (inout SolveRequest) -> Void = { omega in
-            { $0.planning = .interleaved; $0.steering.maskedPass = .every; $0.steering.resultOmega = omega }
+            // Without the calculator: with it the decoder writes the values, and ω has nothing to change.
+            { $0.planning = .interleaved; $0.steering.maskedPass = .every; $0.steering.resultOmega = omega; $0.calculator = false }
         }
         let unsteered = try solve(question, configure(1))
         let reversed = try solve(question, configure(-3))
@@ -121,6 +122,7 @@ extension RealModelTests { @Suite struct SpeculativeMaskedPassTests {
 
         let speculative = try solve(question) {
             $0.planning = .interleaved; $0.steering.maskedPass = .speculative; $0.steering.resultOmega = 1
+            $0.calculator = false
         }
         #expect(speculative.steps.first?.reason?.text == unsteered.steps.first?.reason?.text,
                 "the first step, with its value, agrees:\n\(unsteered.text)\n---\n\(speculative.text)")

@@ -74,6 +74,18 @@ def test_calculator_planning_and_answer_omega_over_the_wire():
         _, plain = events_and_result(daemon, 2, {"question": QUESTION, "strategy": "cot",
                                                  "options": {"maxTokens": 80, "calculator": False}})
         assert plain["result"]["timings"]["calculations_n"] == 0
+        # Unset, the task decides: on for a number question, off for a yes/no one (the same arithmetic asked
+        # as yes/no writes values with the calculator asked for, none without).
+        _, default = events_and_result(daemon, 11, {"question": QUESTION, "strategy": "cot", "options": {"maxTokens": 80}})
+        assert default["result"]["timings"]["calculations_n"] == result["timings"]["calculations_n"]
+        assert default["result"]["text"] == result["text"]
+        yes_no_question = QUESTION.replace("How many cows are left?", "Are more than 10 cows left?")
+        _, asked = events_and_result(daemon, 12, {"question": yes_no_question, "task": "yesno", "strategy": "cot",
+                                                  "options": {"maxTokens": 80, "calculator": True}})
+        assert asked["result"]["timings"]["calculations_n"] > 0, asked["result"]["text"]
+        _, unset = events_and_result(daemon, 13, {"question": yes_no_question, "task": "yesno", "strategy": "cot",
+                                                  "options": {"maxTokens": 80}})
+        assert unset["result"]["timings"]["calculations_n"] == 0
         # Upfront planning: the plan's items first, then one step per item; the result says so.
         events, reply = events_and_result(daemon, 3, {"question": QUESTION, "options": {
             "maxTokens": 120, "planning": "upfront", "answerOmega": 1.7, "resultOmega": 1}})
