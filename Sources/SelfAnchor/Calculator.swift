@@ -38,7 +38,7 @@ public enum Calculator {
         // Only the current line, and within it, only what follows the last other `=` (chains: a = b = …).
         let line = before.split(separator: "\n", omittingEmptySubsequences: false).last ?? before
         var source = line.split(separator: "=", omittingEmptySubsequences: false).last ?? line
-        if source.count == line.count {
+        if !line.contains("=") {
             // A list marker ("- 16 - 3 =", "* 4 × 5 =") is not a sign or an operator.
             let trimmed = source.drop { $0 == " " || $0 == "\t" }
             if let marker = trimmed.first, "-*•".contains(marker), trimmed.dropFirst().first == " " {
@@ -60,9 +60,9 @@ public enum Calculator {
             func unitsDiffer(_ range: Range<Int>) -> Bool { Set(units[range].compactMap { $0 }).count > 1 }
             let ratio: Bool
             if let split = sumTimesNumber(tail) {
-                // `(48 + 42) / 2`: each sum in one unit; a ratio only when both sides are money.
+                // `(48 + 42) / 2`: each sum in one unit.
                 if split.sums.contains(where: { unitsDiffer(($0.lowerBound + start)..<($0.upperBound + start)) }) { return nil }
-                ratio = split.divides && split.leftHasCurrency && split.rightHasCurrency
+                ratio = split.ratio
             } else {
                 // Other parentheses, or + and × together: the model writes these out a level at a time (see above).
                 var additive = false
@@ -96,8 +96,9 @@ public enum Calculator {
     /// The one shape with parentheses the calculator evaluates: a parenthesized sum and a number (or two
     /// sums) joined by one `×` or `÷`, as in `(80 + 60 + 100) ÷ 3` or `2 × (15 + 5)`. Models do not write
     /// these out further, and get them wrong: on gsm8k-dev, 4 of the 6 averages written so had the sum
-    /// or a wrong value after `=` ("(48 + 42) / 2 = 90"). `sums` are the ranges of the sums' insides.
-    static func sumTimesNumber(_ tail: [Token]) -> (sums: [Range<Int>], divides: Bool, leftHasCurrency: Bool, rightHasCurrency: Bool)? {
+    /// or a wrong value after `=` ("(48 + 42) / 2 = 90"). `sums` are the ranges of the sums' insides;
+    /// `ratio`: money divided by money (a count, not an amount).
+    static func sumTimesNumber(_ tail: [Token]) -> (sums: [Range<Int>], ratio: Bool)? {
         /// One operand from `index`: a number, or `(` numbers joined by + and − `)`. Returns its end.
         func operand(at index: Int) -> (end: Int, sum: Range<Int>?)? {
             guard index < tail.count else { return nil }
@@ -120,8 +121,9 @@ public enum Calculator {
         else { return nil }
         let sums = [left.sum, right.sum].compactMap { $0 }
         guard !sums.isEmpty else { return nil }
-        return (sums, "÷/".contains(op), tail[..<left.end].contains(where: \.hasCurrency),
-                tail[(left.end + 1)...].contains(where: \.hasCurrency))
+        let ratio = "÷/".contains(op) && tail[..<left.end].contains(where: \.hasCurrency)
+            && tail[(left.end + 1)...].contains(where: \.hasCurrency)
+        return (sums, ratio)
     }
 
     // MARK: Tokens
@@ -201,6 +203,10 @@ public enum Calculator {
         }
         var result: [Token] = []
         var units: [String?] = []
+        /// Adds a unit to the last operand's (`$2/egg`: none, then "per egg").
+        func attach(_ unit: String) {
+            units[units.count - 1] = [units[units.count - 1], unit].compactMap { $0 }.joined(separator: " ")
+        }
         var i = 0
         while i < tokens.count {
             let token = tokens[i]
@@ -208,7 +214,7 @@ public enum Calculator {
                 var j = i
                 while j < tokens.count, isWord(tokens[j]) { j += 1 }
                 if endsUnit(j) {
-                    units[units.count - 1] = [units[units.count - 1], unit(tokens[i..<j])].compactMap { $0 }.joined(separator: " ")
+                    attach(unit(tokens[i..<j]))
                     i = j
                     continue
                 }
@@ -217,7 +223,7 @@ public enum Calculator {
                 var j = i + 1
                 while j < tokens.count, isWord(tokens[j]) { j += 1 }
                 if endsUnit(j) {
-                    units[units.count - 1] = [units[units.count - 1], "per " + unit(tokens[(i + 1)..<j])].compactMap { $0 }.joined(separator: " ")
+                    attach("per " + unit(tokens[(i + 1)..<j]))
                     i = j
                     continue
                 }
