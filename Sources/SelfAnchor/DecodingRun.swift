@@ -182,6 +182,8 @@ final class DecodingRun {
     var maskedPass: SteeringOptions.MaskedPass = .every
     /// The adaptive masked pass's threshold (nil: the adaptive mode runs the masked context on every token).
     var skipMaskedAbove: Double?
+    /// α of the plausibility constraint on steered tokens (`SteeringOptions.plausibility`; 0: off).
+    var plausibility: Double = 0
     /// `advance` leaves the masked context to `chooseToken`.
     private var defersMasked: Bool {
         switch maskedPass {
@@ -309,7 +311,8 @@ final class DecodingRun {
             let choice: LlamaToken = realLogits[index].withUnsafeBufferPointer { real in
                 maskedLogits[index].withUnsafeBufferPointer { masked in
                     steered.withUnsafeMutableBufferPointer { output in
-                        Steering.combine(real: real, masked: masked, omega: omega, modulation: modulation, into: output)
+                        Steering.combine(real: real, masked: masked, omega: omega, modulation: modulation,
+                                         plausibility: plausibility, into: output)
                         let steeredLogits = UnsafeBufferPointer(output)
                         guard sampling else { return LlamaSampler.argmax(steeredLogits) }
                         let p = realDistributions[index]
@@ -352,7 +355,8 @@ final class DecodingRun {
                 let masked = cache.logits(maskedSequence)
                 token = masked.withUnsafeBufferPointer { maskedBuffer in
                     steered.withUnsafeMutableBufferPointer { output in
-                        Steering.combine(real: realBuffer, masked: maskedBuffer, omega: omega, modulation: modulation, into: output)
+                        Steering.combine(real: realBuffer, masked: maskedBuffer, omega: omega, modulation: modulation,
+                                         plausibility: plausibility, into: output)
                         let logits = UnsafeBufferPointer(output)
                         return greedy ? LlamaSampler.argmax(logits) : sampler.sample(logits)
                     }

@@ -47,6 +47,7 @@ extension DecodingRun {
     func selfAnchorLoop(_ request: SolveRequest) async throws -> SelfAnchorLoop {
         maskedPass = request.steering.maskedPass
         skipMaskedAbove = request.steering.skipMaskedAbove
+        plausibility = request.steering.plausibility
         resultOmega = request.steering.resultOmega ?? SteeringOptions.selfAnchorResultOmega
         let planning = request.planning ?? .default(for: request.task)
         result.planning = planning

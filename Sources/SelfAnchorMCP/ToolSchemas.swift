@@ -76,6 +76,11 @@ enum ToolSchemas {
               "type": "number",
               "minimum": 0
             },
+            "plausibility": {
+              "type": "number",
+              "minimum": 0,
+              "maximum": 1
+            },
             "temperature": {
               "type": "number",
               "minimum": 0

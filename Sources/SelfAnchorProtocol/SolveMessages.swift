@@ -63,6 +63,7 @@ public struct SolveOptions: Sendable, Equatable {
     public var modulation: Bool?
     public var referenceConfidence: Double?
     public var maxGain: Double?
+    public var plausibility: Double?
     public var temperature: Double?
     public var topP: Double?
     public var topK: Int?
@@ -81,7 +82,7 @@ public struct SolveOptions: Sendable, Equatable {
 
     public static let keys: Set<String> = [
         "omega", "planOmega", "stepOmega", "answerOmega", "resultOmega", "omegaMode", "modulation", "referenceConfidence", "maxGain",
-        "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans",
+        "plausibility", "temperature", "topP", "topK", "seed", "maxTokens", "maxSteps", "anchors", "placeholder", "anchorSpans",
         "skipMaskedAbove", "maskedPass", "planning", "calculator",
     ]
 
@@ -98,6 +99,7 @@ public struct SolveOptions: Sendable, Equatable {
         modulation = try options.bool("modulation")
         referenceConfidence = try options.double("referenceConfidence", in: 0...0.99)
         maxGain = try options.double("maxGain", in: 0...10)
+        plausibility = try options.double("plausibility", in: 0...1)
         temperature = try options.double("temperature", in: 0...10)
         topP = try options.double("topP", in: 0.000001...1)
         topK = try options.integer("topK", in: 0...100_000)

@@ -49,6 +49,7 @@ extension SolveRequest {
         if let value = options.modulation { steering.modulation = value }
         if let value = options.referenceConfidence { steering.referenceConfidence = value }
         if let value = options.maxGain { steering.maximumGain = value }
+        if let value = options.plausibility { steering.plausibility = value }
         sampling.set(temperature: options.temperature, topP: options.topP, topK: options.topK, seed: options.seed)
         if let value = options.maxTokens { maxTokens = value }
         if let value = options.maxSteps { maxSteps = value }

@@ -28,6 +28,9 @@ struct DecodingOptions: ParsableArguments {
     @Flag(name: .long, help: "Scale the steering term by each token's probability (SPA modulation).")
     var modulation = false
 
+    @Option(name: .long, help: "Steered tokens only among those with at least this share of the top token's real probability (0: off). (default: \(SteeringOptions().plausibility))")
+    var plausibility: Double?
+
     @Option(name: .customLong("anchor"), help: "spa: a prompt string to steer toward (repeatable).")
     var anchors: [String] = []
 
@@ -70,6 +73,9 @@ struct DecodingOptions: ParsableArguments {
         if let skipMaskedAbove = skipMaskedAbove?.value, !(0...1).contains(skipMaskedAbove) {
             throw ValidationError("--skip-masked-above must be a probability between 0 and 1")
         }
+        if let plausibility, !(0...1).contains(plausibility) {
+            throw ValidationError("--plausibility must be between 0 and 1")
+        }
         guard (0...32).contains(anchorSpans) else { throw ValidationError("--anchor-spans must be between 0 and 32") }
         for value in [omega, planOmega, stepOmega, answerOmega, resultOmega].compactMap({ $0 }) where !value.isFinite {
             throw ValidationError("ω must be a finite number")
@@ -88,6 +94,7 @@ struct DecodingOptions: ParsableArguments {
         if let resultOmega { request.steering.resultOmega = resultOmega }
         if let planning { request.planning = planning }
         request.steering.modulation = modulation
+        if let plausibility { request.steering.plausibility = plausibility }
         request.sampling = SamplingOptions(temperature: temperature, topP: topP, topK: topK, seed: seed)
         request.maxTokens = maxTokens
         request.maxSteps = maxSteps

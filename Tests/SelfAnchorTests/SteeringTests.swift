@@ -79,6 +79,39 @@ import Testing
         #expect(abs(modulated[4] - real[4]) < 1e-4)  // a very unlikely token: almost none
     }
 
+    @Test func plausibilityKeepsSteeringAmongTheTokensTheRealContextFindsPlausible() {
+        // Token 2 is all but ruled out by the real context (p/max p = e^-6) but the anchor raises it
+        // most, so at ω = 2 it would win; token 1 is plausible (p/max p = e^-1 ≈ 0.37).
+        let real: [Float] = [5, 4, -1]
+        let masked: [Float] = [5, 3.5, -12]
+        var output = [Float](repeating: 0, count: real.count)
+        func run(_ omega: Double, plausibility: Double, modulation: Bool = false) -> [Float] {
+            real.withUnsafeBufferPointer { r in
+                masked.withUnsafeBufferPointer { m in
+                    output.withUnsafeMutableBufferPointer {
+                        Steering.combine(real: r, masked: m, omega: omega, modulation: modulation, plausibility: plausibility,
+                                         into: $0)
+                    }
+                }
+            }
+            return output
+        }
+        func argmax(_ values: [Float]) -> Int { values.indices.max { values[$0] < values[$1] }! }
+        #expect(argmax(run(2, plausibility: 0)) == 2)
+        let constrained = run(2, plausibility: 0.1)
+        #expect(constrained[2] == -Float.infinity)
+        #expect(constrained[0] == 5 && constrained[1] == 4.5)  // the rest steered as before
+        #expect(argmax(constrained) == 0)
+        #expect(run(5, plausibility: 0.1)[1] > 5)  // a plausible token still wins with enough steering
+        #expect(argmax(run(5, plausibility: 0.1)) == 1)
+        #expect(run(2, plausibility: 0.1, modulation: true)[2] == -Float.infinity)
+        // α = 1: only the top token survives, whatever ω.
+        #expect(run(50, plausibility: 1).filter { $0 > -Float.infinity }.count == 1)
+        // ω ≤ 1 is untouched: plain decoding and the masked model alone stay exact.
+        #expect(run(1, plausibility: 0.5) == real)
+        #expect(run(0, plausibility: 0.5) == masked)
+    }
+
     @Test func probabilityIsASoftmax() {
         let logits: [Float] = [0, 0, 0.693147181]
         logits.withUnsafeBufferPointer { buffer in

@@ -6,6 +6,14 @@ from daemon import Daemon
 QUESTION = "A farmer has 12 cows and buys 7 more. Then 4 cows are sold. How many cows are left?"
 
 
+def initialized(args=()):
+    daemon = Daemon(daemon_binary(), "ndjson", args=args)
+    daemon.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}})
+    while daemon.next().get("id") != 0:
+        pass
+    return daemon
+
+
 def result(daemon, request_id, options):
     return events_and_result(daemon, request_id, {"question": QUESTION, "stream": False,
                                                   "options": {"maxTokens": 60, **options}})[1]
@@ -15,11 +23,8 @@ def test_adaptive_masked_pass_is_the_default_and_null_turns_it_off():
     # Requests 1 and 7 must decode alike: on fixed threads, since the thread governor may put a decode on
     # half the threads while other work runs beside the tests, and the thread count can change the last
     # bits of the logits (README, "Beside other work").
-    daemon = Daemon(daemon_binary(), "ndjson", args=("--fixed-threads",))
+    daemon = initialized(args=("--fixed-threads",))
     try:
-        daemon.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}})
-        while daemon.next().get("id") != 0:
-            pass
         default = result(daemon, 1, {})["result"]["timings"]
         off = result(daemon, 2, {"skipMaskedAbove": None})["result"]["timings"]
         never = result(daemon, 3, {"skipMaskedAbove": 1})["result"]["timings"]
@@ -56,11 +61,8 @@ def events_and_result(daemon, request_id, params):
 
 
 def test_calculator_planning_and_answer_omega_over_the_wire():
-    daemon = Daemon(daemon_binary(), "ndjson")
+    daemon = initialized()
     try:
-        daemon.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}})
-        while daemon.next().get("id") != 0:
-            pass
         # The calculator: every calculation event (schema-checked by the Daemon helper) is in the text.
         events, reply = events_and_result(daemon, 1, {"question": QUESTION, "strategy": "cot",
                                                       "options": {"maxTokens": 80, "calculator": True}})
@@ -110,5 +112,24 @@ def test_calculator_planning_and_answer_omega_over_the_wire():
                                            (8, {"resultOmega": "one"}, "params.options.resultOmega")]:
             _, bad = events_and_result(daemon, request_id, {"question": QUESTION, "options": options})
             assert bad["error"]["code"] == -32602 and bad["error"]["data"]["field"] == field, bad
+    finally:
+        daemon.kill()
+
+
+def test_plausibility_keeps_steering_among_plausible_tokens():
+    # α = 1 leaves only the real context's top token to choose from, so even ω = 8 (which unconstrained
+    # turns the test model's text into something else) writes what plain decoding (ω = 1) writes.
+    daemon = initialized(args=("--fixed-threads",))
+    try:
+        plain = result(daemon, 1, {"omega": 1})["result"]["text"]
+        loose = result(daemon, 2, {"omega": 8, "plausibility": 0})["result"]["text"]
+        constrained = result(daemon, 3, {"omega": 8, "plausibility": 1})["result"]["text"]
+        assert loose != plain, "ω = 8 should change the text, or this test shows nothing"
+        assert constrained == plain
+        # Unset, the constraint is off.
+        assert result(daemon, 4, {"omega": 8})["result"]["text"] == loose
+        assert result(daemon, 5, {"omega": 8, "plausibility": 0.1})["result"]["text"] != loose, "α = 0.1 acts at ω = 8"
+        bad = result(daemon, 6, {"plausibility": 1.5})
+        assert bad["error"]["code"] == -32602 and bad["error"]["data"]["field"] == "params.options.plausibility", bad
     finally:
         daemon.kill()
