@@ -184,6 +184,14 @@ final class DecodingRun {
     var skipMaskedAbove: Double?
     /// α of the plausibility constraint on steered tokens (`SteeringOptions.plausibility`; 0: off).
     var plausibility: Double = 0
+
+    /// Takes the request's run-wide steering settings: how the masked context is decoded and the
+    /// plausibility constraint (ω and the anchors change line by line and are passed per token).
+    func adopt(_ steering: SteeringOptions) {
+        maskedPass = steering.maskedPass
+        skipMaskedAbove = steering.skipMaskedAbove
+        plausibility = steering.plausibility
+    }
     /// `advance` leaves the masked context to `chooseToken`.
     private var defersMasked: Bool {
         switch maskedPass {

@@ -159,9 +159,7 @@ public final class Engine: Sendable {
                 let (messages, prefix) = Prompts.conversation(strategy: .spa, question: request.question, task: request.task)
                 let anchors = request.anchors.isEmpty ? [request.question] : request.anchors
                 let masked = try run.mask(messages, anchors: anchors, placeholder: request.placeholder, field: "options.anchors")
-                run.maskedPass = request.steering.maskedPass
-                run.skipMaskedAbove = request.steering.skipMaskedAbove
-                run.plausibility = request.steering.plausibility
+                run.adopt(request.steering)
                 run.resultOmega = request.steering.resultOmega
                 try await run.freeText(messages: messages, masked: masked, assistantPrefix: prefix,
                                  omega: request.steering.spaOmega, modulation: request.steering.modulation,

@@ -45,9 +45,7 @@ extension DecodingRun {
     /// Builds the prompts, prefills the real and masked contexts, and returns the loop, its first
     /// header written, ready for `step()`.
     func selfAnchorLoop(_ request: SolveRequest) async throws -> SelfAnchorLoop {
-        maskedPass = request.steering.maskedPass
-        skipMaskedAbove = request.steering.skipMaskedAbove
-        plausibility = request.steering.plausibility
+        adopt(request.steering)
         resultOmega = request.steering.resultOmega ?? SteeringOptions.selfAnchorResultOmega
         let planning = request.planning ?? .default(for: request.task)
         result.planning = planning

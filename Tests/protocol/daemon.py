@@ -69,6 +69,14 @@ class Daemon:
             self.methods[json.dumps(message["id"])] = message["method"]
         self.send_body(json.dumps(message, ensure_ascii=False).encode())
 
+    def initialize(self):
+        """The language-server handshake: `initialize` (id 0), its reply, then `initialized`."""
+        self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"processId": None}})
+        while self.next().get("id") != 0:
+            pass
+        self.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        return self
+
     def close(self):
         self.process.stdin.close()
 

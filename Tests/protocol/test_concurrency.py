@@ -17,13 +17,6 @@ QUESTIONS = [
 ]
 
 
-def initialize(daemon):
-    daemon.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"processId": None}})
-    while daemon.next().get("id") != 0:
-        pass
-    daemon.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-
-
 def solve(daemon, request_id, question, max_tokens=40):
     daemon.send({"jsonrpc": "2.0", "id": request_id, "method": "solve",
                  "params": {"question": question, "stream": True, "options": {"maxTokens": max_tokens}}})
@@ -46,7 +39,7 @@ def collect(daemon, ids, on_message=None):
 def test_concurrent_solves_decode_together(framing):
     daemon = Daemon(daemon_binary(), framing, ["--parallel", "3"])
     try:
-        initialize(daemon)
+        daemon.initialize()
         for index, question in enumerate(QUESTIONS):
             solve(daemon, f"q{index}", question)
         status = {}
@@ -82,7 +75,7 @@ def test_concurrent_solves_decode_together(framing):
 def test_cancel_stops_only_its_own_request():
     daemon = Daemon(daemon_binary(), "ndjson", ["--parallel", "2"])
     try:
-        initialize(daemon)
+        daemon.initialize()
         solve(daemon, "keep", QUESTIONS[0], max_tokens=40)
         solve(daemon, "stop", QUESTIONS[1], max_tokens=400)
 
@@ -103,7 +96,7 @@ def test_cancel_stops_only_its_own_request():
 def test_requests_beyond_parallel_wait_in_the_queue():
     daemon = Daemon(daemon_binary(), "ndjson", ["--parallel", "2"])
     try:
-        initialize(daemon)
+        daemon.initialize()
         for index in range(4):
             solve(daemon, f"r{index}", QUESTIONS[index % 3], max_tokens=30)
         daemon.send({"jsonrpc": "2.0", "id": "st", "method": "server/status"})

@@ -6,14 +6,6 @@ from daemon import Daemon
 QUESTION = "A farmer has 12 cows and buys 7 more. Then 4 cows are sold. How many cows are left?"
 
 
-def initialized(args=()):
-    daemon = Daemon(daemon_binary(), "ndjson", args=args)
-    daemon.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}})
-    while daemon.next().get("id") != 0:
-        pass
-    return daemon
-
-
 def result(daemon, request_id, options):
     return events_and_result(daemon, request_id, {"question": QUESTION, "stream": False,
                                                   "options": {"maxTokens": 60, **options}})[1]
@@ -23,7 +15,7 @@ def test_adaptive_masked_pass_is_the_default_and_null_turns_it_off():
     # Requests 1 and 7 must decode alike: on fixed threads, since the thread governor may put a decode on
     # half the threads while other work runs beside the tests, and the thread count can change the last
     # bits of the logits (README, "Beside other work").
-    daemon = initialized(args=("--fixed-threads",))
+    daemon = Daemon(daemon_binary(), "ndjson", args=("--fixed-threads",)).initialize()
     try:
         default = result(daemon, 1, {})["result"]["timings"]
         off = result(daemon, 2, {"skipMaskedAbove": None})["result"]["timings"]
@@ -61,7 +53,7 @@ def events_and_result(daemon, request_id, params):
 
 
 def test_calculator_planning_and_answer_omega_over_the_wire():
-    daemon = initialized()
+    daemon = Daemon(daemon_binary(), "ndjson").initialize()
     try:
         # The calculator: every calculation event (schema-checked by the Daemon helper) is in the text.
         events, reply = events_and_result(daemon, 1, {"question": QUESTION, "strategy": "cot",
@@ -119,7 +111,7 @@ def test_calculator_planning_and_answer_omega_over_the_wire():
 def test_plausibility_keeps_steering_among_plausible_tokens():
     # α = 1 leaves only the real context's top token to choose from, so even ω = 8 (which unconstrained
     # turns the test model's text into something else) writes what plain decoding (ω = 1) writes.
-    daemon = initialized(args=("--fixed-threads",))
+    daemon = Daemon(daemon_binary(), "ndjson", args=("--fixed-threads",)).initialize()
     try:
         plain = result(daemon, 1, {"omega": 1})["result"]["text"]
         loose = result(daemon, 2, {"omega": 8, "plausibility": 0})["result"]["text"]
